@@ -1,0 +1,20 @@
+"""The games saferl knows, by name: ``get_game("pong")``."""
+
+from __future__ import annotations
+
+from saferl.errors import SaferlError
+from saferl.games.base import Game, GameState, Rect
+from saferl.games.pong import PONG
+
+GAMES: dict[str, Game] = {game.name: game for game in (PONG,)}
+
+
+def get_game(name: str) -> Game:
+    """The game called ``name``; a clear error lists the known ones."""
+    try:
+        return GAMES[name]
+    except KeyError:
+        raise SaferlError(f"unknown game {name!r} (--game): choose one of {', '.join(sorted(GAMES))}") from None
+
+
+__all__ = ["GAMES", "Game", "GameState", "Rect", "get_game"]
