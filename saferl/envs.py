@@ -7,19 +7,24 @@ from typing import Any
 import ale_py
 import gymnasium as gym
 
+from saferl.emulator import Emulator
 from saferl.games import Game
 
 gym.register_envs(ale_py)
 
 
-def make_ale_env(game: Game, seed: int | None = None, **overrides: Any) -> gym.Env:
+def make_ale_env(game: Game, seed: int | None = None, **overrides: Any) -> Emulator:
     """The game's ALE env with its settings (frameskip 4, sticky actions 0.25, minimal actions).
 
     Observations are RGB frames (210x160x3). ``overrides`` replace the game's ``env_kwargs``
-    (for example ``repeat_action_probability=0.0``).
+    (for example ``repeat_action_probability=0.0``). Frameskip and sticky actions are applied by
+    :class:`~saferl.emulator.Emulator`, so that look-ahead can replay them exactly.
     """
     kwargs = {**game.env_kwargs, **overrides}
-    env = gym.make(game.env_id, **kwargs)
+    frameskip = kwargs.pop("frameskip", 4)
+    sticky = kwargs.pop("repeat_action_probability", 0.25)
+    atari = gym.make(game.env_id, frameskip=1, repeat_action_probability=0.0, obs_type="rgb", **kwargs)
+    env = Emulator(atari, frameskip=frameskip, repeat_action_probability=sticky)
     if seed is not None:
         env.reset(seed=seed)
         env.action_space.seed(seed)
@@ -29,3 +34,66 @@ def make_ale_env(game: Game, seed: int | None = None, **overrides: Any) -> gym.E
 def action_names(env: gym.Env) -> list[str]:
     """The meanings of the env's actions, as ALE names them (``NOOP``, ``FIRE``, ...)."""
     return list(env.unwrapped.get_action_meanings())
+
+
+def make_overseen_env(
+    game: Game,
+    overseer: Any | None = None,
+    mode: str = "replace",
+    penalty: float = -1.0,
+    label_store: Any | None = None,
+    seed: int | None = None,
+    with_frame: bool = False,
+    first_episode: int = 0,
+    **overrides: Any,
+) -> gym.Env:
+    """The game's ALE env with ground truth and oversight: ``OversightWrapper(GroundTruthWrapper(ale))``.
+
+    Frames are snapshotted when the label store, the overseer or the game needs them.
+    """
+    from saferl.oversight import GroundTruthWrapper, OversightWrapper
+
+    needs_frame = with_frame or label_store is not None or "frame" in getattr(overseer, "requires", ())
+    env = GroundTruthWrapper(make_ale_env(game, seed=seed, **overrides), game, with_frame=needs_frame)
+    return OversightWrapper(env, overseer, mode=mode, penalty=penalty, label_store=label_store, first_episode=first_episode)
+
+
+def make_vec_env(
+    game: Game,
+    n_envs: int = 8,
+    overseer: Any | None = None,
+    mode: str = "replace",
+    penalty: float = -1.0,
+    label_store: Any | None = None,
+    seed: int = 0,
+    with_frame: bool = False,
+    subprocess: bool = False,
+    preprocess: bool = True,
+    first_episode: int = 0,
+    **overrides: Any,
+) -> Any:
+    """``n_envs`` overseen envs of ``game`` as an SB3 VecEnv: ground truth in each env, one batched review.
+
+    With ``preprocess`` the agent sees 84x84 grayscale frames (ALE's own grayscale screen); stack
+    them with SB3's ``VecFrameStack``. ``subprocess`` runs the envs in worker processes.
+    """
+    from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
+
+    from saferl.oversight import GroundTruthWrapper
+    from saferl.oversight.vec_wrapper import VecOversight
+
+    needs_frame = with_frame or label_store is not None or "frame" in getattr(overseer, "requires", ())
+
+    def build(rank: int) -> Any:
+        def thunk() -> gym.Env:
+            env: gym.Env = GroundTruthWrapper(make_ale_env(game, seed=seed + rank, **overrides), game, with_frame=needs_frame)
+            if preprocess:
+                env = gym.wrappers.AtariPreprocessing(env, noop_max=0, frame_skip=1, screen_size=84, grayscale_newaxis=True)
+            return env
+
+        return thunk
+
+    vec_cls = SubprocVecEnv if subprocess else DummyVecEnv
+    venv = vec_cls([build(rank) for rank in range(n_envs)])
+    venv.seed(seed)
+    return VecOversight(venv, game, overseer, mode=mode, penalty=penalty, label_store=label_store, first_episode=first_episode)

@@ -1,0 +1,168 @@
+"""The ``saferl`` command."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from saferl.errors import SaferlError
+
+
+def _print_summary(title: str, summary: dict[str, Any], as_json: bool) -> None:
+    """Print ``summary`` for a person, and with ``as_json`` also as one JSON object on the last line."""
+    print(title)
+    width = max(len(key) for key in summary) if summary else 0
+    for key, value in summary.items():
+        shown = f"{value:,.1f}" if isinstance(value, float) else value
+        print(f"  {key:<{width}}  {shown}")
+    if as_json:
+        print(json.dumps(summary, default=str))
+
+
+def writable_dir(path: str | Path, argument: str) -> Path:
+    """Create ``path`` if needed and check that files can be written in it (before any work starts)."""
+    folder = Path(path)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / ".saferl-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise SaferlError(f"cannot write to {argument} {folder}: {err.strerror or err}; choose a writable folder") from None
+    return folder
+
+
+def cmd_games(args: argparse.Namespace) -> int:
+    from saferl.games import GAMES
+
+    rows = {name: game.describe() for name, game in GAMES.items()}
+    for name, row in rows.items():
+        print(f"{name}  ({row['env_id']})")
+        print(f"  catastrophe:   {row['catastrophe']}")
+        print(f"  blocking rule: {row['blocking_rule']}")
+    if args.json:
+        print(json.dumps({"games": rows}))
+    return 0
+
+
+def cmd_oversee(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from saferl.envs import make_overseen_env
+    from saferl.games import get_game
+    from saferl.oversight import make_overseer
+    from saferl.oversight.intervention import Mode
+
+    game = get_game(args.game)
+    Mode.parse(args.mode)
+    if args.steps < 1:
+        raise SaferlError(f"--steps must be at least 1, not {args.steps}")
+    overseer = make_overseer(args.overseer, seed=args.seed)
+    store = None
+    if args.out is not None:
+        from saferl.oversight.label_store import LabelStore
+
+        folder = writable_dir(args.out, "--out")
+        if overseer is not None:
+            probe = make_overseen_env(game, None, seed=args.seed)
+            names = list(probe.unwrapped.get_action_meanings())
+            probe.close()
+            store = LabelStore.open_or_create(folder, game=game.name, action_names=names)
+    first_episode = int(store.arrays()["episode"].max()) + 1 if store is not None and len(store) else 0
+    env = make_overseen_env(
+        game, overseer, mode=args.mode, penalty=args.penalty, label_store=store, seed=args.seed, first_episode=first_episode
+    )
+    rng = np.random.default_rng(args.seed)
+    env.reset(seed=args.seed)
+    n_actions = int(env.action_space.n)
+    start = time.perf_counter()
+    try:
+        for _ in tqdm(range(args.steps), desc=f"oversee {game.name}", unit="step", disable=args.no_progress):
+            _, _, terminated, truncated, _ = env.step(int(rng.integers(n_actions)))
+            if terminated or truncated:
+                env.reset()
+    finally:
+        elapsed = time.perf_counter() - start
+        counters = env.counters
+        env.close()
+        if store is not None:
+            store.close()
+    summary = {
+        "game": game.name,
+        "overseer": args.overseer,
+        "mode": args.mode,
+        "steps": int(counters.totals["steps"]),
+        "catastrophes": int(counters.totals["catastrophes"]),
+        "blocks": int(counters.totals["blocks"]),
+        "false_negatives": int(counters.totals["false_negatives"]),
+        "false_positives": int(counters.totals["false_positives"]),
+        "labels": int(counters.totals["labels"]),
+        "episodes": len(counters.episodes),
+        "steps_per_second": round(counters.totals["steps"] / elapsed, 1),
+    }
+    _print_summary(f"oversee {game.name} with {args.overseer} ({args.mode})", summary, args.json)
+    return 0
+
+
+def cmd_labels(args: argparse.Namespace) -> int:
+    from saferl.oversight.label_store import LabelStore
+
+    with LabelStore.open(args.dir) as store:
+        summary = store.summary()
+    _print_summary(f"label store {args.dir}", summary, args.json)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every ``saferl`` command."""
+    from saferl.oversight import OVERSEERS
+    from saferl.oversight.intervention import Mode
+
+    parser = argparse.ArgumentParser(prog="saferl", description="Safe RL with human intervention (HIRL) on Atari.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def command(name: str, handler: Callable[[argparse.Namespace], int], help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.add_argument("--json", action="store_true", help="also print the summary as one JSON object on the last line")
+        sub.set_defaults(handler=handler)
+        return sub
+
+    command("games", cmd_games, "List the games and their catastrophe and blocking-rule definitions.")
+
+    oversee = command("oversee", cmd_oversee, "Run a policy under oversight, store the labels, print the safety figures.")
+    oversee.add_argument("--game", required=True, help="pong, space_invaders or road_runner")
+    oversee.add_argument("--overseer", default="scripted", choices=OVERSEERS, help="who reviews each action")
+    oversee.add_argument("--policy", default="random", choices=("random",), help="the acting policy")
+    oversee.add_argument("--mode", default="replace", choices=[mode.value for mode in Mode], help="what a block does")
+    oversee.add_argument("--penalty", type=float, default=-1.0, help="reward added to a blocked step")
+    oversee.add_argument("--steps", type=int, default=5000, help="agent steps to run")
+    oversee.add_argument("--seed", type=int, default=0)
+    oversee.add_argument("--out", help="label store folder (created; appended to if it exists)")
+    oversee.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+    labels = command("labels", cmd_labels, "Summarize what a label store holds.")
+    labels.add_argument("dir", help="the label store folder")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``saferl`` console script; bad input exits with code 2 and one clear message."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except SaferlError as err:
+        print(f"saferl: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("saferl: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

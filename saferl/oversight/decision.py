@@ -1,0 +1,79 @@
+"""Decisions and the Overseer protocol: what every overseer (scripted, lookahead, Blocker, human) speaks."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Protocol, Sequence, runtime_checkable
+
+from saferl.games import Game, GameState
+from saferl.emulator import Emulator
+
+
+@dataclass(frozen=True)
+class Decision:
+    """An overseer's verdict on one proposed action.
+
+    :param block: stop the proposed action.
+    :param safe_action: what to execute instead when blocking (None: the game's safe action).
+    :param score: the overseer's block score in [0, 1] (NaN when it has none).
+    :param seconds: the time the overseer spent on this decision (human labour).
+    """
+
+    block: bool
+    safe_action: int | None = None
+    score: float = math.nan
+    seconds: float = 0.0
+
+
+ALLOW = Decision(block=False)
+
+
+@dataclass(frozen=True)
+class StepContext:
+    """What an overseer may look at before the proposed action is executed.
+
+    :param game: the game's definitions.
+    :param state: the emulator snapshot the action would be taken in (``state.frame`` is the RGB
+        screen when the overseer or the label store asked for frames).
+    :param episode: the episode id (unique within a run and its label store).
+    :param step: the agent step within the episode.
+    :param emulator: the live emulator for look-ahead overseers (in-process envs only).
+    :param env_index: which env of a vectorized batch this is.
+    """
+
+    game: Game
+    state: GameState
+    episode: int = 0
+    step: int = 0
+    emulator: Emulator | None = field(default=None, repr=False)
+    env_index: int = 0
+
+
+@runtime_checkable
+class Overseer(Protocol):
+    """Reviews proposed actions. ``requires`` names what contexts must carry: ``frame``, ``emulator``."""
+
+    name: str
+    requires: frozenset[str]
+
+    def review(self, context: StepContext, action: int) -> Decision:
+        """Decide on one proposed action."""
+        ...
+
+    def review_batch(self, contexts: Sequence[StepContext], actions: Sequence[int]) -> list[Decision]:
+        """Decide on a batch of proposed actions (one per vectorized env)."""
+        ...
+
+
+class BaseOverseer:
+    """Convenience base: ``review_batch`` loops over ``review``; batched overseers override it."""
+
+    name: str = "overseer"
+    requires: frozenset[str] = frozenset()
+
+    def review(self, context: StepContext, action: int) -> Decision:
+        raise NotImplementedError
+
+    def review_batch(self, contexts: Sequence[StepContext], actions: Sequence[int]) -> list[Decision]:
+        return [self.review(context, int(action)) for context, action in zip(contexts, actions)]

@@ -1,0 +1,46 @@
+"""The look-ahead overseer: a game-agnostic oracle that simulates the future on the ALE."""
+
+from __future__ import annotations
+
+from saferl.errors import SaferlError
+from saferl.games import GameState
+from saferl.oversight.decision import ALLOW, BaseOverseer, Decision, StepContext
+
+
+class LookaheadOverseer(BaseOverseer):
+    """Blocks an action when simulating it leads to a catastrophe that a safe alternative avoids.
+
+    The proposed action is simulated, then the fallback policy (the game's safe action) for
+    ``horizon`` steps in all, with ALE clone/restore (RNG included, so sticky actions replay
+    exactly). If a catastrophe follows, the candidates (the game's safe action first, then every
+    other action) are simulated the same way; the first one with no catastrophe is executed
+    instead. When none avoids it, the action is allowed: the catastrophe cannot be prevented.
+
+    :param horizon: agent steps simulated per candidate.
+    """
+
+    name = "lookahead"
+    requires = frozenset({"emulator"})
+
+    def __init__(self, horizon: int = 3) -> None:
+        if horizon < 1:
+            raise SaferlError(f"--horizon must be at least 1, not {horizon}")
+        self.horizon = horizon
+
+    def review(self, context: StepContext, action: int) -> Decision:
+        emulator = context.emulator
+        if emulator is None:
+            raise SaferlError("the lookahead overseer needs in-process envs (it simulates them); use DummyVecEnv")
+        game = context.game
+
+        def fallback(state: GameState) -> int:
+            return game.safe_action(state, 0)
+
+        if emulator.first_catastrophe(game, action, fallback, self.horizon) is None:
+            return ALLOW
+        preferred = game.safe_action(context.state, action)
+        candidates = [preferred] + [a for a in range(emulator.num_actions) if a not in (preferred, action)]
+        for candidate in candidates:
+            if emulator.first_catastrophe(game, candidate, fallback, self.horizon) is None:
+                return Decision(block=True, safe_action=candidate, score=1.0)
+        return Decision(block=False, score=1.0)

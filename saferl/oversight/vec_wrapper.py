@@ -1,0 +1,117 @@
+"""The oversight wrapper for vectorized envs: one overseer call per batch (what a Blocker needs)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecEnvWrapper
+from stable_baselines3.common.vec_env.base_vec_env import VecEnvObs, VecEnvStepReturn
+
+from saferl.errors import SaferlError
+from saferl.games import Game
+from saferl.oversight.decision import ALLOW, Decision, Overseer, StepContext
+from saferl.oversight.intervention import Intervention, Mode
+from saferl.oversight.metrics import SafetyCounters
+
+
+class VecOversight(VecEnvWrapper):
+    """Reviews the proposed actions of all envs in one ``overseer.review_batch`` call per step.
+
+    The sub-envs must have a :class:`~saferl.oversight.ground_truth.GroundTruthWrapper` at their
+    bottom (see :func:`saferl.envs.make_vec_env`): ground truth is computed where each env runs,
+    and the decision context comes back in ``info["game_state"]``. Steps, infos, modes, penalty
+    and labels are as in :class:`~saferl.oversight.wrapper.OversightWrapper`.
+
+    :param venv: the vectorized envs.
+    :param game: their game.
+    :param overseer: who reviews (None: nobody; catastrophes are still counted).
+    :param first_episode: the id given to the first episode; later ones count up across envs.
+    """
+
+    def __init__(
+        self,
+        venv: VecEnv,
+        game: Game,
+        overseer: Overseer | None = None,
+        mode: Mode | str = Mode.REPLACE,
+        penalty: float = -1.0,
+        label_store: Any | None = None,
+        first_episode: int = 0,
+    ) -> None:
+        super().__init__(venv)
+        self.game = game
+        self.overseer = overseer
+        self.intervention = Intervention(mode, penalty, label_store, overseer_name=overseer.name if overseer else "none")
+        requires = getattr(overseer, "requires", frozenset())
+        if "emulator" in requires and not isinstance(venv, DummyVecEnv):
+            raise SaferlError(
+                f"the {overseer.name} overseer simulates the envs, so they must run in this process: use DummyVecEnv"
+            )
+        self._emulators = [env.get_wrapper_attr("emulator") for env in venv.envs] if "emulator" in requires else None
+        self._next_episode = first_episode
+        self._contexts: list[StepContext] = []
+        self._pending: list[tuple[StepContext, Decision, int, int, bool | None]] = []
+        self._returns = np.zeros(self.num_envs)
+
+    @property
+    def counters(self) -> SafetyCounters:
+        """The running safety counters over all envs."""
+        return self.intervention.counters
+
+    def _new_episode(self, index: int, info: dict[str, Any]) -> StepContext:
+        """The context of env ``index``'s first step in a fresh episode."""
+        if "game_state" not in info:
+            raise RuntimeError("VecOversight needs envs built on GroundTruthWrapper (info['game_state'] is missing)")
+        context = StepContext(
+            game=self.game,
+            state=info["game_state"],
+            episode=self._next_episode,
+            emulator=self._emulators[index] if self._emulators else None,
+            env_index=index,
+        )
+        self._next_episode += 1
+        return context
+
+    def reset(self) -> VecEnvObs:
+        obs = self.venv.reset()
+        self._contexts = [self._new_episode(i, info) for i, info in enumerate(self.venv.reset_infos)]
+        self._returns[:] = 0.0
+        return obs
+
+    def step_async(self, actions: np.ndarray) -> None:
+        proposed = np.asarray(actions).astype(np.int64).reshape(self.num_envs)
+        if self.overseer is None:
+            decisions = [ALLOW] * self.num_envs
+        else:
+            decisions = self.overseer.review_batch(self._contexts, proposed.tolist())
+        executed = np.empty_like(proposed)
+        self._pending = []
+        for i, (context, decision) in enumerate(zip(self._contexts, decisions)):
+            executed[i] = self.intervention.executed_action(context, decision, int(proposed[i]))
+            counterfactual = None
+            if executed[i] != proposed[i]:
+                counterfactual = self.venv.env_method("would_be_catastrophe", int(proposed[i]), indices=[i])[0]
+            self._pending.append((context, decision, int(proposed[i]), int(executed[i]), counterfactual))
+        self.venv.step_async(executed)
+
+    def step_wait(self) -> VecEnvStepReturn:
+        obs, rewards, dones, infos = self.venv.step_wait()
+        rewards = rewards.astype(np.float32)
+        labelled = self.intervention.label_store is not None
+        for i, (context, decision, proposed, executed, counterfactual) in enumerate(self._pending):
+            bonus, outcome = self.intervention.record(
+                context, decision, proposed, executed, bool(infos[i]["catastrophe"]), counterfactual
+            )
+            rewards[i] += bonus
+            self._returns[i] += rewards[i]
+            infos[i].update(outcome.as_info(), labelled=labelled)
+            if dones[i]:
+                self.intervention.end_episode(i, float(self._returns[i]))
+                self._returns[i] = 0.0
+                self._contexts[i] = self._new_episode(i, self.venv.reset_infos[i])
+            else:
+                step = context.step + int(executed >= 0)
+                self._contexts[i] = replace(context, state=infos[i]["game_state"], step=step)
+        return obs, rewards, dones, infos
