@@ -1,0 +1,87 @@
+"""The saferl command, run as a user runs it (a subprocess), with its summaries and its errors."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+def saferl(*args, check_rc=0):
+    result = subprocess.run([sys.executable, "-m", "saferl.cli", *args], capture_output=True, text=True, timeout=600)
+    assert result.returncode == check_rc, result.stderr
+    return result
+
+
+def last_json(result):
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_games_lists_the_three_paper_games():
+    games = last_json(saferl("games", "--json"))["games"]
+    assert {"pong", "space_invaders", "road_runner"} <= set(games)
+    assert all(game["catastrophe"] and game["blocking_rule"] for game in games.values())
+
+
+def test_oversee_pong_without_and_with_the_scripted_overseer():
+    keys = {"steps", "catastrophes", "blocks", "false_negatives", "false_positives", "labels", "steps_per_second"}
+    bare = last_json(saferl("oversee", "--game", "pong", "--overseer", "none", "--steps", "1500", "--json"))
+    assert keys <= bare.keys()
+    assert bare["steps"] == 1500 and bare["catastrophes"] > 0 and bare["blocks"] == 0
+    overseen = last_json(saferl("oversee", "--game", "pong", "--overseer", "scripted", "--steps", "1500", "--json"))
+    assert overseen["catastrophes"] == 0 and overseen["false_negatives"] == 0 and overseen["blocks"] > 0
+
+
+@pytest.mark.parametrize(
+    "args, names",
+    [
+        (["oversee", "--game", "pacman"], "--game"),
+        (["oversee", "--game", "pong", "--overseer", "oracle"], "--overseer"),
+        (["oversee", "--game", "pong", "--mode", "smash"], "--mode"),
+        (["oversee", "--game", "pong", "--steps", "0"], "--steps"),
+    ],
+)
+def test_bad_arguments_exit_2_naming_the_argument(args, names):
+    result = saferl(*args, check_rc=2)
+    assert names in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_unwritable_out_folder_exits_2_and_writes_nothing(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    result = saferl("oversee", "--game", "pong", "--steps", "10", "--out", str(blocker / "labels"), check_rc=2)
+    assert "--out" in result.stderr and "Traceback" not in result.stderr
+    assert blocker.read_text() == "not a folder"
+
+
+def test_oversee_stores_labels_that_labels_reports_and_appends_on_a_second_run(tmp_path):
+    out = tmp_path / "pong-labels"
+    first = last_json(saferl("oversee", "--game", "pong", "--steps", "300", "--seed", "1", "--out", str(out), "--json"))
+    assert first["labels"] == 300
+    second = last_json(saferl("oversee", "--game", "pong", "--steps", "200", "--seed", "2", "--out", str(out), "--json"))
+    assert second["labels"] == 200
+    summary = last_json(saferl("labels", str(out), "--json"))
+    assert summary["game"] == "pong" and summary["labels"] == 500
+    assert summary["blocks"] == first["blocks"] + second["blocks"]
+    assert summary["bytes_per_label"] < 10_000
+
+
+def test_a_label_store_of_another_game_is_refused_and_left_intact(tmp_path):
+    out = tmp_path / "pong-labels"
+    saferl("oversee", "--game", "pong", "--steps", "50", "--out", str(out))
+    before = (out / "labels.bin").read_bytes()
+    result = saferl("oversee", "--game", "space_invaders", "--steps", "50", "--out", str(out), check_rc=2)
+    assert "pong" in result.stderr and "Traceback" not in result.stderr
+    assert (out / "labels.bin").read_bytes() == before
+
+
+def test_labels_of_a_missing_or_truncated_store_exits_2_with_the_file_named(tmp_path):
+    result = saferl("labels", str(tmp_path / "nowhere"), check_rc=2)
+    assert "nowhere" in result.stderr
+    out = tmp_path / "labels"
+    saferl("oversee", "--game", "pong", "--steps", "40", "--out", str(out))
+    data = (out / "labels.bin").read_bytes()
+    (out / "labels.bin").write_bytes(data[:-7])
+    result = saferl("labels", str(out), check_rc=2)
+    assert "labels.bin" in result.stderr and "Traceback" not in result.stderr

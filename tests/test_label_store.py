@@ -1,0 +1,316 @@
+"""The label store: round trip, kill -9, damaged files, relabels, and bytes per label on real Pong frames."""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from saferl.oversight.label_store import FILE_NAME, Label, LabelStore, LabelStoreError
+
+PONG_ACTIONS = ["NOOP", "FIRE", "RIGHT", "LEFT", "RIGHTFIRE", "LEFTFIRE"]
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def pong_frames() -> list[np.ndarray]:
+    """Real Pong frames (210x160x3) from random play."""
+    import ale_py
+    import gymnasium as gym
+
+    gym.register_envs(ale_py)
+    env = gym.make("ALE/Pong-v5")
+    env.action_space.seed(0)
+    obs, _ = env.reset(seed=0)
+    frames = []
+    for _ in range(240):
+        obs, _, terminated, truncated, _ = env.step(env.action_space.sample())
+        frames.append(obs.copy())
+        if terminated or truncated:
+            obs, _ = env.reset()
+    env.close()
+    return frames[::2]
+
+
+def make_label(frame: np.ndarray, i: int) -> Label:
+    """A label whose every field depends on ``i``."""
+    return Label(frame=frame, proposed_action=i % 6, executed_action=(i * 5) % 6, blocked=i % 3 == 0,
+                 catastrophe=i % 7 == 0, episode=i // 50, step=i % 50, overseer=("human", "scripted")[i % 2],
+                 seconds=i * 0.25, score=math.nan if i % 4 == 0 else i / 10)
+
+
+def synthetic_label(i: int) -> Label:
+    """A label with a random (hard to compress) 210x160 frame, reproducible from ``i``."""
+    frame = np.random.default_rng(i).integers(0, 256, (210, 160, 3), dtype=np.uint8)
+    return make_label(frame, i)
+
+
+def assert_same(got: Label, want: Label) -> None:
+    assert got.frame.dtype == np.uint8 and np.array_equal(got.frame, want.frame)
+    for name in ("proposed_action", "executed_action", "blocked", "catastrophe", "episode", "step",
+                 "overseer", "seconds"):
+        assert getattr(got, name) == getattr(want, name), name
+    assert got.score == want.score or (math.isnan(got.score) and math.isnan(want.score))
+
+
+def fill(path: Path, frames: list[np.ndarray]) -> list[int]:
+    """A new Pong store at ``path`` with one label per frame; the file size after each append."""
+    sizes = []
+    with LabelStore.create(path, "pong", PONG_ACTIONS) as store:
+        sizes.append(store.file.stat().st_size)
+        for i, frame in enumerate(frames):
+            assert store.append(make_label(frame, i)) == i
+            sizes.append(store.file.stat().st_size)
+    return sizes
+
+
+def test_round_trip_all_fields(tmp_path: Path, pong_frames: list[np.ndarray]) -> None:
+    frames = pong_frames[:40]
+    fill(tmp_path / "run", frames)
+    want = [make_label(frame, i) for i, frame in enumerate(frames)]
+    with LabelStore.open(tmp_path / "run", "pong") as store:
+        assert len(store) == 40 and store.action_names == PONG_ACTIONS and store.frame_shape == (210, 160, 3)
+        for got, expected in zip(store, want, strict=True):
+            assert_same(got, expected)
+        assert_same(store[-1], want[-1])
+        assert np.array_equal(store.frames([3, 0, 39]), np.stack([frames[3], frames[0], frames[39]]))
+        a = store.arrays()
+        assert a["proposed_action"].tolist() == [w.proposed_action for w in want]
+        assert a["blocked"].tolist() == [w.blocked for w in want]
+        assert a["overseer"].tolist() == [w.overseer for w in want]
+        assert np.array_equal(a["score"], [w.score for w in want], equal_nan=True)
+        summary = store.summary()
+        digest = store.digest()
+    assert summary["labels"] == 40 and summary["blocks"] == 14 and summary["catastrophes"] == 6
+    assert summary["episodes"] == 1 and summary["overseers"] == {"human": 20, "scripted": 20}
+    assert summary["human_seconds"] == sum(w.seconds for w in want) and summary["format_version"] == 1
+    with LabelStore.open_or_create(tmp_path / "run", "pong", PONG_ACTIONS) as store:
+        assert store.digest() == digest
+        assert store.append(make_label(frames[0], 40)) == 40
+        assert store.digest() != digest
+
+
+def test_bytes_per_label_on_real_pong_frames(tmp_path: Path, pong_frames: list[np.ndarray]) -> None:
+    fill(tmp_path, pong_frames)
+    with LabelStore.open(tmp_path) as store:
+        summary = store.summary()
+    assert summary["labels"] == len(pong_frames) == 120
+    assert summary["bytes_per_label"] < 10_000, summary
+
+
+def test_kill_9_keeps_every_acknowledged_label(tmp_path: Path) -> None:
+    child = ("import sys\n"
+             "from saferl.oversight.label_store import LabelStore\n"
+             "from test_label_store import PONG_ACTIONS, synthetic_label\n"
+             "store = LabelStore.open_or_create(sys.argv[1], 'pong', PONG_ACTIONS)\n"
+             "for i in range(100_000):\n"
+             "    print(store.append(synthetic_label(i)), flush=True)\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests")])}
+    proc = subprocess.Popen([sys.executable, "-c", child, str(tmp_path)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+    guard = threading.Timer(60, proc.kill)
+    guard.start()
+    acked = []
+    try:
+        while len(acked) < 30:
+            line = proc.stdout.readline()
+            assert line, f"the writer died: {proc.stderr.read()}"
+            acked.append(int(line))
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        acked += [int(line) for line in proc.stdout.read().splitlines(keepends=True) if line.endswith("\n")]
+    finally:
+        guard.cancel()
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert acked == list(range(len(acked)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the writer may have died mid-record
+        store = LabelStore.open_or_create(tmp_path, "pong", PONG_ACTIONS)
+    with store:
+        n = len(store)
+        assert n >= len(acked)
+        for i in range(n):
+            assert_same(store.label(i), synthetic_label(i))
+        assert store.append(synthetic_label(n)) == n
+        assert store.append(synthetic_label(n + 1)) == n + 1
+    with LabelStore.open(tmp_path, "pong") as store:
+        assert len(store) == n + 2 and not store.damage
+        assert_same(store.label(n + 1), synthetic_label(n + 1))
+
+
+@pytest.mark.parametrize("cut", [5, 300, -1], ids=["in-record-header", "in-payload", "last-byte"])
+def test_truncated_tail(tmp_path: Path, pong_frames: list[np.ndarray], cut: int) -> None:
+    sizes = fill(tmp_path, pong_frames[:11])
+    end, full = sizes[10], sizes[11]
+    keep = end + cut if cut > 0 else full + cut
+    tail = (tmp_path / FILE_NAME).read_bytes()[end:keep]
+    os.truncate(tmp_path / FILE_NAME, keep)
+
+    with pytest.raises(LabelStoreError, match=f"labels.bin: record 10 at byte offset {end}: incomplete") as err:
+        LabelStore.open(tmp_path)
+    assert "open_or_create" in str(err.value) and "recover=True" in str(err.value)
+    with LabelStore.open(tmp_path, recover=True) as store:
+        assert len(store) == 10 and store.damage[0].offset == end and store.damage[0].resumes_at is None
+        assert_same(store.label(9), make_label(pong_frames[9], 9))
+
+    with pytest.warns(UserWarning, match=f"moved the {keep - end} bytes"):
+        store = LabelStore.open_or_create(tmp_path, "pong", PONG_ACTIONS)
+    with store:
+        assert store.moved_tail == tmp_path / f"{FILE_NAME}.partial-{end}"
+        assert store.moved_tail.read_bytes() == tail
+        assert store.file.stat().st_size == end
+        assert store.append(make_label(pong_frames[10], 10)) == 10
+    with LabelStore.open(tmp_path) as store:
+        assert len(store) == 11
+        for i in range(11):
+            assert_same(store.label(i), make_label(pong_frames[i], i))
+
+
+@pytest.mark.parametrize("where", [5, 200], ids=["length-field", "payload"])
+def test_bit_flip_in_the_middle(tmp_path: Path, pong_frames: list[np.ndarray], where: int) -> None:
+    sizes = fill(tmp_path, pong_frames[:10])
+    with LabelStore.open_or_create(tmp_path, "pong", PONG_ACTIONS) as store:
+        store.relabel(7, True, "alice")
+    file = tmp_path / FILE_NAME
+    data = bytearray(file.read_bytes())
+    data[sizes[4] + where] ^= 0x10
+    file.write_bytes(bytes(data))
+
+    for open_store in (lambda: LabelStore.open(tmp_path),
+                       lambda: LabelStore.open_or_create(tmp_path, "pong", PONG_ACTIONS)):
+        with pytest.raises(LabelStoreError, match=f"labels.bin: record 4 at byte offset {sizes[4]}") as err:
+            open_store()
+        assert "recover=True" in str(err.value) and "copy_to" in str(err.value)
+    assert file.read_bytes() == bytes(data), "a refused open must not change the file"
+    assert not list(tmp_path.glob("*.partial-*"))
+
+    with LabelStore.open(tmp_path, recover=True) as store:
+        assert [(d.record, d.offset, d.resumes_at) for d in store.damage] == [(4, sizes[4], sizes[5])]
+        assert len(store) == 9
+        originals = [i for i in range(10) if i != 4]
+        for pos, i in enumerate(originals):
+            assert_same(store.label(pos, original=True), make_label(pong_frames[i], i))
+        assert store.label(6).blocked and store.relabels()[0].index == 6  # the relabel of label 7 follows it
+        store.copy_to(tmp_path / "salvaged").close()
+    with LabelStore.open(tmp_path / "salvaged", "pong") as salvaged:
+        assert len(salvaged) == 9 and salvaged.label(6).blocked and not salvaged.label(6, original=True).blocked
+
+
+def test_wrong_game_and_other_misuse(tmp_path: Path, pong_frames: list[np.ndarray]) -> None:
+    fill(tmp_path / "pong", pong_frames[:2])
+    file = tmp_path / "pong" / FILE_NAME
+    with pytest.raises(LabelStoreError, match=f"{file} holds labels of game 'pong', not 'space_invaders'.*--game pong"):
+        LabelStore.open(tmp_path / "pong", "space_invaders")
+    with pytest.raises(LabelStoreError, match="not 'space_invaders'"):
+        LabelStore.open_or_create(tmp_path / "pong", "space_invaders", ["NOOP", "FIRE"])
+    with pytest.raises(LabelStoreError, match="action_names"):
+        LabelStore.open_or_create(tmp_path / "pong", "pong", ["NOOP", "FIRE"])
+    with pytest.raises(LabelStoreError, match="already exists.*open_or_create"):
+        LabelStore.create(tmp_path / "pong", "pong", PONG_ACTIONS)
+    with pytest.raises(LabelStoreError, match="no label store at"):
+        LabelStore.open(tmp_path / "missing")
+    with LabelStore.open_or_create(tmp_path / "pong", "pong", PONG_ACTIONS):
+        with pytest.raises(LabelStoreError, match="another writer"):
+            LabelStore.open_or_create(tmp_path / "pong", "pong", PONG_ACTIONS)
+    with LabelStore.open(tmp_path / "pong") as store:
+        with pytest.raises(LabelStoreError, match="read-only"):
+            store.append(make_label(pong_frames[0], 0))
+
+
+@pytest.mark.parametrize("field, value", [
+    ("frame", np.zeros((84, 84), np.uint8)), ("frame", np.zeros((210, 160, 3), np.float32)),
+    ("proposed_action", 6), ("executed_action", -2), ("blocked", "yes"), ("catastrophe", 1), ("episode", -1),
+    ("step", 1.5), ("overseer", ""), ("seconds", -1.0), ("seconds", math.nan), ("score", math.inf),
+])
+def test_append_rejects_a_bad_field(tmp_path: Path, pong_frames: list[np.ndarray], field: str, value: object) -> None:
+    with LabelStore.create(tmp_path, "pong", PONG_ACTIONS) as store:
+        size = store.file.stat().st_size
+        fields = {**make_label(pong_frames[0], 1).__dict__, field: value}
+        with pytest.raises(LabelStoreError, match=f"label.{field}"):
+            store.append(Label(**fields))
+        assert len(store) == 0 and store.file.stat().st_size == size
+
+
+def test_relabel_overlay_keeps_the_original(tmp_path: Path, pong_frames: list[np.ndarray]) -> None:
+    fill(tmp_path, pong_frames[:5])  # label 3 is blocked, 2 is not
+    with LabelStore.open_or_create(tmp_path, "pong", PONG_ACTIONS) as store:
+        store.relabel(2, True, "alice", seconds=4.0)
+        store.relabel(2, False, "bob")
+        store.relabel(3, False, "alice")
+        with pytest.raises(IndexError):
+            store.relabel(5, True, "alice")
+        with pytest.raises(LabelStoreError, match="relabel.reviewer"):
+            store.relabel(1, True, "")
+    with LabelStore.open(tmp_path) as store:
+        assert [store.label(i).blocked for i in range(5)] == [True, False, False, False, False]
+        assert [store.label(i, original=True).blocked for i in range(5)] == [True, False, False, True, False]
+        assert [label.blocked for label in store.labels(original=True)][3]
+        a = store.arrays()
+        assert a["blocked"].tolist() == [True, False, False, False, False]
+        assert a["blocked_original"].tolist() == [True, False, False, True, False]
+        assert a["relabeled"].tolist() == [False, False, True, True, False]
+        assert [(r.index, r.blocked, r.reviewer) for r in store.relabels()] == [
+            (2, True, "alice"), (2, False, "bob"), (3, False, "alice")]
+        summary = store.summary()
+    assert (summary["relabels"], summary["relabeled_labels"], summary["review_seconds"]) == (3, 2, 4.0)
+    assert summary["blocks"] == 1 and summary["labels"] == 5
+
+
+TOY_ACTIONS = ["A", "B", "C"]
+TOY_SHAPE = (6, 5, 3)
+
+
+def toy_label(seed: int) -> Label:
+    rng = np.random.default_rng(seed)
+    return Label(frame=rng.integers(0, 256, TOY_SHAPE, dtype=np.uint8), proposed_action=int(rng.integers(3)),
+                 executed_action=int(rng.integers(3)), blocked=bool(rng.integers(2)),
+                 catastrophe=bool(rng.integers(2)), episode=int(rng.integers(2**40)), step=int(rng.integers(10**6)),
+                 overseer=["human", "scripted", "hümän ✓"][int(rng.integers(3))], seconds=float(rng.random() * 9),
+                 score=math.nan if rng.random() < 0.3 else float(rng.normal()))
+
+
+OPERATIONS = st.lists(st.one_of(
+    st.tuples(st.just("append"), st.integers(0, 2**32 - 1)),
+    st.tuples(st.just("relabel"), st.integers(0, 1000), st.booleans()),
+    st.just(("reopen",)),
+), max_size=25)
+
+
+@settings(max_examples=60, deadline=None)
+@given(OPERATIONS)
+def test_any_appends_relabels_and_reopens_read_back_exactly(operations: list[tuple]) -> None:
+    with tempfile.TemporaryDirectory() as path:
+        store = LabelStore.create(path, "toy", TOY_ACTIONS, TOY_SHAPE)
+        labels: list[Label] = []
+        relabeled: dict[int, bool] = {}
+        for op in operations:
+            if op[0] == "append":
+                labels.append(toy_label(op[1]))
+                assert store.append(labels[-1]) == len(labels) - 1
+            elif op[0] == "relabel" and labels:
+                store.relabel(op[1] % len(labels), op[2], "reviewer")
+                relabeled[op[1] % len(labels)] = op[2]
+            elif op[0] == "reopen":
+                store.close()
+                store = LabelStore.open_or_create(path, "toy", TOY_ACTIONS, TOY_SHAPE)
+        store.close()
+        with LabelStore.open(path, "toy") as store:
+            assert len(store) == len(labels) and not store.damage
+            for i, want in enumerate(labels):
+                assert_same(store.label(i, original=True), want)
+                assert store.label(i).blocked == relabeled.get(i, want.blocked)
+            assert store.arrays()["blocked"].tolist() == [relabeled.get(i, w.blocked) for i, w in enumerate(labels)]
+            assert store.summary()["relabeled_labels"] == len(relabeled)

@@ -1,0 +1,84 @@
+"""The batched oversight wrapper over SB3 VecEnvs."""
+
+import numpy as np
+import pytest
+
+from saferl.envs import make_vec_env
+from saferl.errors import SaferlError
+from saferl.games import get_game
+from saferl.oversight import LookaheadOverseer, ScriptedOverseer
+
+PONG = get_game("pong")
+
+
+class CountingOverseer(ScriptedOverseer):
+    """The scripted rule, counting how often it is asked for a batch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches = 0
+        self.batch_sizes: list[int] = []
+
+    def review_batch(self, contexts, actions):
+        self.batches += 1
+        self.batch_sizes.append(len(contexts))
+        return super().review_batch(contexts, actions)
+
+
+def test_one_review_per_batch_and_no_catastrophe_through():
+    overseer = CountingOverseer()
+    venv = make_vec_env(PONG, n_envs=4, overseer=overseer, seed=3)
+    venv.reset()
+    rng = np.random.default_rng(3)
+    blocked = catastrophes = 0
+    for _ in range(400):
+        _, rewards, _, infos = venv.step(rng.integers(6, size=4))
+        blocked += sum(info["blocked"] for info in infos)
+        catastrophes += sum(info["catastrophe"] for info in infos)
+        for reward, info in zip(rewards, infos):
+            if info["blocked"]:
+                assert reward <= -1.0
+    assert overseer.batches == 400 and set(overseer.batch_sizes) == {4}
+    assert blocked > 0 and catastrophes == 0
+    assert venv.counters.totals["blocks"] == blocked
+    assert venv.counters.totals["steps"] == 1600
+
+
+def test_without_oversight_the_same_envs_have_catastrophes():
+    venv = make_vec_env(PONG, n_envs=4, overseer=None, seed=3)
+    venv.reset()
+    rng = np.random.default_rng(3)
+    for _ in range(400):
+        venv.step(rng.integers(6, size=4))
+    assert venv.counters.totals["catastrophes"] > 0
+    assert venv.counters.totals["false_negatives"] == venv.counters.totals["catastrophes"]
+
+
+def test_episode_ids_are_unique_across_envs():
+    venv = make_vec_env(PONG, n_envs=2, overseer=ScriptedOverseer(), seed=0)
+    venv.reset()
+    first = [context.episode for context in venv._contexts]
+    assert len(set(first)) == 2
+
+
+def test_subprocess_envs_work_for_the_scripted_rule_and_refuse_lookahead():
+    venv = make_vec_env(PONG, n_envs=2, overseer=ScriptedOverseer(), seed=1, subprocess=True)
+    try:
+        venv.reset()
+        for _ in range(50):
+            _, _, _, infos = venv.step(np.array([3, 3]))
+        assert venv.counters.totals["steps"] == 100
+        assert venv.counters.totals["blocks"] > 0
+    finally:
+        venv.close()
+    with pytest.raises(SaferlError, match="DummyVecEnv"):
+        make_vec_env(PONG, n_envs=2, overseer=LookaheadOverseer(), seed=1, subprocess=True)
+
+
+def test_lookahead_runs_in_process_vec_envs():
+    venv = make_vec_env(PONG, n_envs=2, overseer=LookaheadOverseer(), seed=4)
+    venv.reset()
+    for _ in range(150):
+        venv.step(np.array([3, 3]))
+    assert venv.counters.totals["catastrophes"] == 0
+    assert venv.counters.totals["blocks"] > 0
