@@ -9,7 +9,7 @@ step the env and returns the same observation with the penalty, so the agent pic
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
@@ -58,7 +58,7 @@ class Outcome:
 
     def as_info(self) -> dict[str, Any]:
         """The keys this step adds to ``info``."""
-        return asdict(self)
+        return dict(vars(self))  # dataclasses.asdict deep-copies: a fifth of a step's time
 
 
 class Intervention:
