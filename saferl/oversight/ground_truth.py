@@ -5,8 +5,6 @@ from __future__ import annotations
 from typing import Any, SupportsFloat
 
 import gymnasium as gym
-import numpy as np
-
 from saferl.games import Game, GameState
 from saferl.emulator import find_emulator
 
@@ -60,7 +58,3 @@ class GroundTruthWrapper(gym.Wrapper):
         """Would executing ``action`` now hold a catastrophe? (exact; the env is left as it was)"""
         return self.emulator.first_catastrophe(self.game, int(action)) is not None
 
-
-def is_hold(actions: np.ndarray) -> np.ndarray:
-    """Which of a batch of executed actions are :data:`HOLD`."""
-    return np.asarray(actions) == HOLD

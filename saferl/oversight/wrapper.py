@@ -9,6 +9,7 @@ import gymnasium as gym
 from saferl.oversight.decision import ALLOW, Overseer, StepContext
 from saferl.oversight.ground_truth import HOLD, GroundTruthWrapper
 from saferl.oversight.intervention import Intervention, Mode
+from saferl.oversight.metrics import SafetyCounters
 
 
 class OversightWrapper(gym.Wrapper):
@@ -48,7 +49,7 @@ class OversightWrapper(gym.Wrapper):
         self._started = False
 
     @property
-    def counters(self):  # noqa: ANN201 - SafetyCounters
+    def counters(self) -> SafetyCounters:
         """The running safety counters (see :class:`~saferl.oversight.metrics.SafetyCounters`)."""
         return self.intervention.counters
 
