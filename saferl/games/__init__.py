@@ -5,8 +5,10 @@ from __future__ import annotations
 from saferl.errors import SaferlError
 from saferl.games.base import Game, GameState, Rect
 from saferl.games.pong import PONG
+from saferl.games.road_runner import ROAD_RUNNER
+from saferl.games.space_invaders import SPACE_INVADERS
 
-GAMES: dict[str, Game] = {game.name: game for game in (PONG,)}
+GAMES: dict[str, Game] = {game.name: game for game in (PONG, SPACE_INVADERS, ROAD_RUNNER)}
 
 
 def get_game(name: str) -> Game:

@@ -56,6 +56,8 @@ class Game:
     :param catastrophe_text: the ground-truth catastrophe in words, and whether RAM or pixels decide it.
     :param blocking_rule_text: what the paper's (simulated) human blocks.
     :param needs_frame: True when :meth:`is_catastrophe` or :meth:`should_block` read ``state.frame``.
+    :param lookahead_horizon: agent steps the look-ahead overseer simulates (long enough to see a
+        catastrophe coming while a safe action can still avoid it).
     :param env_kwargs: keyword arguments for ``gymnasium.make`` (frameskip, sticky actions, ...).
     """
 
@@ -64,6 +66,7 @@ class Game:
     catastrophe_text: str
     blocking_rule_text: str
     needs_frame: bool = False
+    lookahead_horizon: int = 3
     env_kwargs: Mapping[str, Any] = field(
         default_factory=lambda: {"frameskip": 4, "repeat_action_probability": 0.25, "full_action_space": False}
     )

@@ -16,14 +16,14 @@ class LookaheadOverseer(BaseOverseer):
     other action) are simulated the same way; the first one with no catastrophe is executed
     instead. When none avoids it, the action is allowed: the catastrophe cannot be prevented.
 
-    :param horizon: agent steps simulated per candidate.
+    :param horizon: agent steps simulated per candidate (None: the game's ``lookahead_horizon``).
     """
 
     name = "lookahead"
     requires = frozenset({"emulator"})
 
-    def __init__(self, horizon: int = 3) -> None:
-        if horizon < 1:
+    def __init__(self, horizon: int | None = None) -> None:
+        if horizon is not None and horizon < 1:
             raise SaferlError(f"--horizon must be at least 1, not {horizon}")
         self.horizon = horizon
 
@@ -32,15 +32,16 @@ class LookaheadOverseer(BaseOverseer):
         if emulator is None:
             raise SaferlError("the lookahead overseer needs in-process envs (it simulates them); use DummyVecEnv")
         game = context.game
+        horizon = self.horizon or game.lookahead_horizon
 
         def fallback(state: GameState) -> int:
             return game.safe_action(state, 0)
 
-        if emulator.first_catastrophe(game, action, fallback, self.horizon) is None:
+        if emulator.first_catastrophe(game, action, fallback, horizon) is None:
             return ALLOW
         preferred = game.safe_action(context.state, action)
         candidates = [preferred] + [a for a in range(emulator.num_actions) if a not in (preferred, action)]
         for candidate in candidates:
-            if emulator.first_catastrophe(game, candidate, fallback, self.horizon) is None:
+            if emulator.first_catastrophe(game, candidate, fallback, horizon) is None:
                 return Decision(block=True, safe_action=candidate, score=1.0)
         return Decision(block=False, score=1.0)
