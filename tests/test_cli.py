@@ -72,7 +72,7 @@ def test_a_label_store_of_another_game_is_refused_and_left_intact(tmp_path):
     saferl("oversee", "--game", "pong", "--steps", "50", "--out", str(out))
     before = (out / "labels.bin").read_bytes()
     result = saferl("oversee", "--game", "space_invaders", "--steps", "50", "--out", str(out), check_rc=2)
-    assert "pong" in result.stderr and "Traceback" not in result.stderr
+    assert "labels of game 'pong'" in result.stderr and "Traceback" not in result.stderr
     assert (out / "labels.bin").read_bytes() == before
 
 
