@@ -1,4 +1,4 @@
-"""Space Invaders on the real ROM: the shot-the-barrier catastrophe, its pixel cross-check, the blocking rule."""
+"""Space Invaders on the real ROM: shooting one's own barriers, its pixel cross-check, the blocking rule."""
 
 from __future__ import annotations
 
@@ -127,17 +127,23 @@ def test_safe_action_drops_the_fire():
 def test_should_block_only_firing_near_barriers():
     state = GameState.from_ale(_env(seed=0, sticky=True)[1])
 
-    def at(column: int) -> GameState:
+    def at(column: int, shot_y: int = 246) -> GameState:
         ram = state.ram.copy()
         ram[28] = column - 3  # the ship's position; a shot leaves 3 px to its right
+        ram[85] = shot_y
         return GameState(ram=ram, lives=state.lives)
 
+    firing = (FIRE, RIGHTFIRE, LEFTFIRE)
     assert not any(SPACE_INVADERS.should_block(at(42), action) for action in (NOOP, RIGHT, LEFT))
-    assert all(SPACE_INVADERS.should_block(at(42), action) for action in (FIRE, RIGHTFIRE, LEFTFIRE))
-    assert not any(SPACE_INVADERS.should_block(at(GAP_COLUMN), a) for a in (FIRE, RIGHTFIRE, LEFTFIRE))
-    # the ship drifts with the action (and sticky frames): the margin leans the way it moves
-    assert SPACE_INVADERS.should_block(at(39), RIGHTFIRE) and not SPACE_INVADERS.should_block(at(39), LEFTFIRE)
-    assert SPACE_INVADERS.should_block(at(52), LEFTFIRE) and not SPACE_INVADERS.should_block(at(52), RIGHTFIRE)
+    assert all(SPACE_INVADERS.should_block(at(42), action) for action in firing)
+    assert not any(SPACE_INVADERS.should_block(at(GAP_COLUMN), action) for action in firing)
+    # a ready shot leaves within the step: 2 px either way (the barrier starts at column 42)
+    assert all(SPACE_INVADERS.should_block(at(40), action) for action in firing)
+    assert not any(SPACE_INVADERS.should_block(at(39), action) for action in firing)
+    # a shot in flight can be freed while the action is still sticky: the margin leans its way
+    assert SPACE_INVADERS.should_block(at(38, shot_y=60), RIGHTFIRE)
+    assert not SPACE_INVADERS.should_block(at(38, shot_y=60), LEFTFIRE)
+    assert not SPACE_INVADERS.should_block(at(38, shot_y=60), FIRE)
     zones = SPACE_INVADERS.danger_zones(state)
     blocked = [zone for zone in zones if zone.label.startswith("FIRE blocked")]
     assert [(zone.left, zone.right) for zone in blocked] == [(40, 52), (72, 84), (104, 116)]
@@ -175,7 +181,7 @@ BLOCKING_SEEDS, BLOCKING_STEPS = range(3), 2000  # 6,000 steps
 
 def test_random_policy_shoots_its_barriers():
     catastrophes, _ = _random_policy_catastrophes(BLOCKING_SEEDS, BLOCKING_STEPS, block=False)
-    assert catastrophes > 50  # measured about 130 per 5,000 steps
+    assert catastrophes > 50  # measured 150 here, about 115 per 5,000 steps on average
 
 
 def test_blocking_rule_lets_no_catastrophe_through():
@@ -188,7 +194,7 @@ def test_ram_and_pixel_detectors_agree():
     """Every RAM catastrophe is seen in the pixels at the same step; pixel false alarms are rare.
 
     The pixels cannot be exact: v5 frames never show the enemies' shots, so an enemy shot wiping out
-    a thin barrier column next to the ship looks like the player's (3 in 20,000 measured steps).
+    a thin barrier column next to the ship looks like the player's (4 in 40,000 measured steps).
     """
     env, ale = _env(seed=7, sticky=True)
     rng = np.random.default_rng(7)
