@@ -98,3 +98,36 @@ def test_blocked_actions_are_never_executed_and_counters_add_up(mode, fp, fn, se
     assert {key: totals[key] for key in seen} == seen
     env.close()
     assert sum(row["steps"] for row in env.counters.episodes) == len(actions)
+
+
+def test_scripted_noise_is_seeded_and_at_the_asked_rates_and_labour_is_counted(tmp_path):
+    from saferl.oversight.label_store import LabelStore
+
+    def run(seed):
+        store = LabelStore.create(tmp_path / f"labels-{seed}-{len(list(tmp_path.iterdir()))}", "pong", PONG_ACTIONS)
+        overseer = ScriptedOverseer(false_positive_rate=0.2, false_negative_rate=0.5, seconds_per_decision=0.5, seed=seed)
+        env = make_overseen_env(PONG, overseer, label_store=store, seed=0)
+        env.reset(seed=0)
+        rule_blocks = noisy_blocks = rule_allows = noisy_allows = 0
+        for _ in range(1500):
+            rule = PONG.should_block(env.ground_truth.game_state, 3)
+            _, _, terminated, truncated, info = env.step(3)
+            if rule:
+                rule_blocks += 1
+                noisy_blocks += info["blocked"]
+            else:
+                rule_allows += 1
+                noisy_allows += not info["blocked"]
+            if terminated or truncated:
+                env.reset()
+        return store, rule_blocks, noisy_blocks, rule_allows, noisy_allows
+
+    store, rule_blocks, noisy_blocks, rule_allows, noisy_allows = run(seed=7)
+    assert 0.35 < noisy_blocks / rule_blocks < 0.65  # half of the rule's blocks are dropped
+    assert 0.70 < noisy_allows / rule_allows < 0.90  # a fifth of its passes are blocked
+    assert store.summary()["human_seconds"] == 1500 * 0.5
+    again = run(seed=7)[0]
+    assert np.array_equal(store.arrays()["blocked"], again.arrays()["blocked"])
+
+
+PONG_ACTIONS = ["NOOP", "FIRE", "RIGHT", "LEFT", "RIGHTFIRE", "LEFTFIRE"]
