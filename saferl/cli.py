@@ -19,7 +19,7 @@ def _print_summary(title: str, summary: dict[str, Any], as_json: bool) -> None:
     print(title)
     width = max(len(key) for key in summary) if summary else 0
     for key, value in summary.items():
-        shown = f"{value:,.1f}" if isinstance(value, float) else value
+        shown = (f"{value:,.1f}" if abs(value) >= 1 else f"{value:.5g}") if isinstance(value, float) else value
         print(f"  {key:<{width}}  {shown}")
     if as_json:
         print(json.dumps(summary, default=str))
@@ -63,7 +63,7 @@ def cmd_oversee(args: argparse.Namespace) -> int:
     Mode.parse(args.mode)
     if args.steps < 1:
         raise SaferlError(f"--steps must be at least 1, not {args.steps}")
-    overseer = make_overseer(args.overseer, seed=args.seed)
+    overseer = make_overseer(args.overseer, seed=args.seed, game=game.name)
     store = None
     if args.out is not None:
         from saferl.oversight.label_store import LabelStore
@@ -119,6 +119,36 @@ def cmd_labels(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train_blocker(args: argparse.Namespace) -> int:
+    from saferl.blocker import ModelConfig, TrainConfig, default_model_config, default_preprocessing, fit_blocker
+    from saferl.games import get_game
+
+    game = get_game(args.game)
+    out = writable_dir(args.out, "--out")
+    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
+                         patience=args.patience, balance=args.balance, seed=args.seed, device=args.device,
+                         threads=args.threads, progress=not args.no_progress)
+    defaults = default_model_config(game.name)
+    model = ModelConfig(defaults.convs, defaults.filters, defaults.fc, args.dropout)
+    preprocessing = default_preprocessing(game.name, color=args.color, stack=args.stack)
+    result = fit_blocker(args.labels, game.name, out, preprocessing, model, config, margin=args.margin)
+    print(result.test.table())
+    summary = {**result.summary(), "out": str(out)}
+    _print_summary(f"Blocker for {game.name} in {out} (figures on the test episodes)", summary, args.json)
+    return 0
+
+
+def cmd_eval_blocker(args: argparse.Namespace) -> int:
+    from saferl.blocker import evaluate_blocker, load_blocker
+
+    blocker = load_blocker(args.dir)
+    plots = writable_dir(args.plots or args.dir, "--plots")
+    result = evaluate_blocker(blocker, args.labels, plots)
+    print(result.evaluation.table())
+    _print_summary(f"Blocker {args.dir} on held-out episodes", {"game": blocker.game, **result.summary()}, args.json)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every ``saferl`` command."""
     from saferl.oversight import OVERSEERS
@@ -137,7 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     oversee = command("oversee", cmd_oversee, "Run a policy under oversight, store the labels, print the safety figures.")
     oversee.add_argument("--game", required=True, help="pong, space_invaders or road_runner")
-    oversee.add_argument("--overseer", default="scripted", choices=OVERSEERS, help="who reviews each action")
+    oversee.add_argument("--overseer", default="scripted",
+                         help=f"who reviews each action: {', '.join(OVERSEERS)}, or blocker:DIR (a trained Blocker)")
     oversee.add_argument("--policy", default="random", choices=("random",), help="the acting policy")
     oversee.add_argument("--mode", default="replace", choices=[mode.value for mode in Mode], help="what a block does")
     oversee.add_argument("--penalty", type=float, default=-1.0, help="reward added to a blocked step")
@@ -148,6 +179,35 @@ def build_parser() -> argparse.ArgumentParser:
 
     labels = command("labels", cmd_labels, "Summarize what a label store holds.")
     labels.add_argument("dir", help="the label store folder")
+
+    train = command("train-blocker", cmd_train_blocker,
+                    "Train a Blocker on label stores: split by episode, zero-false-negative threshold on validation, "
+                    "figures on test.")
+    train.add_argument("labels", nargs="+", help="label store folders (saferl oversee --out DIR)")
+    train.add_argument("--game", required=True, help="the game the labels are of")
+    train.add_argument("--out", required=True, help="folder for the Blocker, its TensorBoard curves and plots")
+    train.add_argument("--epochs", type=int, default=40, help="at most this many epochs (early stopping on val loss)")
+    train.add_argument("--patience", type=int, default=5, help="epochs without a lower validation loss before stopping")
+    train.add_argument("--batch-size", type=int, default=32)
+    train.add_argument("--learning-rate", type=float, default=2e-3)
+    train.add_argument("--dropout", type=float, default=0.5, help="dropout after every hidden layer (the paper's 0.5)")
+    train.add_argument("--balance", default="weight", choices=("weight", "sample"),
+                       help="rebalance blocks by loss weights (the paper) or by sampling")
+    train.add_argument("--color", default="rgb", choices=("rgb", "gray"), help="frames as RGB (the paper) or gray")
+    train.add_argument("--stack", type=int, default=1, help="frames per input (e.g. --color gray --stack 4)")
+    train.add_argument("--margin", type=float, default=0.0,
+                       help="safety margin: lower the threshold to also block this fraction of the validation "
+                            "passes (e.g. 0.01)")
+    train.add_argument("--seed", type=int, default=0, help="seeds the split, the weights and the batches")
+    train.add_argument("--device", default="auto", help="auto (cuda when present), cpu or cuda")
+    train.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
+    train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+    evaluate = command("eval-blocker", cmd_eval_blocker,
+                       "Evaluate a trained Blocker on the episodes of label stores it was not trained on.")
+    evaluate.add_argument("dir", help="the Blocker folder (saferl train-blocker --out DIR)")
+    evaluate.add_argument("labels", nargs="+", help="label store folders")
+    evaluate.add_argument("--plots", help="folder for the precision-recall plot (default: the Blocker folder)")
     return parser
 
 

@@ -12,21 +12,44 @@ from saferl.oversight.scripted import ScriptedOverseer
 from saferl.oversight.wrapper import OversightWrapper
 
 OVERSEERS = ("none", "scripted", "lookahead")
+BLOCKER_PREFIX = "blocker:"
 
 
-def make_overseer(name: str, seed: int | None = None) -> Overseer | None:
-    """The overseer called ``name`` (``none`` gives None: nobody reviews)."""
+def make_overseer(name: str, seed: int | None = None, game: str | None = None) -> Overseer | None:
+    """The overseer called ``name`` (``none`` gives None: nobody reviews).
+
+    ``blocker:DIR`` is the Blocker (or ensemble) saved in folder DIR; with ``game`` it must be that game's.
+    """
     if name == "none":
         return None
     if name == "scripted":
         return ScriptedOverseer(seed=seed)
     if name == "lookahead":
         return LookaheadOverseer()
-    raise SaferlError(f"unknown overseer {name!r} (--overseer): choose one of {', '.join(OVERSEERS)}")
+    if name.startswith(BLOCKER_PREFIX):
+        return _blocker_overseer(name[len(BLOCKER_PREFIX):], game)
+    raise SaferlError(f"unknown overseer {name!r} (--overseer): choose one of {', '.join(OVERSEERS)}, "
+                      f"or {BLOCKER_PREFIX}DIR for a trained Blocker")
+
+
+def _blocker_overseer(folder: str, game: str | None) -> Overseer:
+    """The BlockerOverseer of the Blocker or ensemble saved in ``folder``."""
+    from saferl.blocker import BlockerOverseer, load_blocker, load_ensemble
+    from saferl.blocker.ensemble import is_ensemble
+
+    if not folder:
+        raise SaferlError(f"--overseer {BLOCKER_PREFIX}DIR needs the folder of a trained Blocker "
+                          "(saferl train-blocker LABELS... --game GAME --out DIR)")
+    try:
+        scorer = load_ensemble(folder, game) if is_ensemble(folder) else load_blocker(folder, game)
+    except SaferlError as err:
+        raise SaferlError(f"--overseer {BLOCKER_PREFIX}{folder}: {err}") from None
+    return BlockerOverseer(scorer)
 
 
 __all__ = [
     "ALLOW",
+    "BLOCKER_PREFIX",
     "HOLD",
     "OVERSEERS",
     "BaseOverseer",

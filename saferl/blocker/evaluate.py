@@ -1,0 +1,70 @@
+"""Evaluating a saved Blocker on label stores, honestly: only on episodes it was not trained or thresholded on.
+
+A store the Blocker was trained on (recognised by its digest, or by its path when labels were
+appended since) contributes only the episodes that were neither in its training nor in its
+validation part: its test episodes and any recorded later. Any other store is held out entirely.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from saferl.blocker.data import BlockerData, load_labels
+from saferl.blocker.model import Blocker
+from saferl.blocker.threshold import Evaluation, evaluate, plot_precision_recall
+from saferl.errors import SaferlError
+
+PLOT = "eval-precision-recall.png"
+
+
+def held_out(data: BlockerData, training_data: Sequence[dict[str, Any]]) -> np.ndarray:
+    """Which examples of ``data`` the Blocker described by ``training_data`` (its metadata) never fitted."""
+    keep = np.ones(len(data), bool)
+    for k, source in enumerate(data.sources):
+        match = next((r for r in training_data if r.get("digest") == source.digest), None)
+        match = match or next((r for r in training_data if r.get("path") == source.path), None)
+        if match is not None:
+            seen = list(match.get("train_episodes", [])) + list(match.get("val_episodes", []))
+            keep &= ~((data.store == k) & np.isin(data.store_episode, seen))
+    return keep
+
+
+@dataclass
+class EvalResult:
+    """A Blocker's figures on the held-out examples of some label stores."""
+
+    evaluation: Evaluation
+    examples_given: int
+    held_out_episodes: int
+    plot: Path | None
+    logits: np.ndarray = field(repr=False)
+
+    def summary(self) -> dict[str, Any]:
+        """Figures for the CLI: the evaluation's plus where they come from."""
+        return {**self.evaluation.as_dict(), "labels_given": self.examples_given,
+                "held_out_episodes": self.held_out_episodes, "plot": str(self.plot) if self.plot else None}
+
+
+def evaluate_blocker(blocker: Blocker, label_paths: Sequence[str | os.PathLike[str]],
+                     plot_dir: str | os.PathLike[str] | None = None) -> EvalResult:
+    """Evaluate ``blocker`` at its threshold on the held-out labels of ``label_paths``; plot there."""
+    data = load_labels(label_paths, blocker.game, blocker.preprocessing)
+    if data.action_names != blocker.action_names:
+        raise SaferlError(f"the labels' actions {data.action_names} differ from the Blocker's {blocker.action_names}")
+    indices = np.flatnonzero(held_out(data, blocker.metadata.get("training_data", [])))
+    if not len(indices):
+        raise SaferlError("every label given was used to train or threshold this Blocker: evaluate it on other "
+                          "episodes (record new ones with saferl oversee --out NEW_DIR)")
+    logits = blocker.logits(data.inputs(indices), data.actions[indices])
+    positives = data.blocked[indices]
+    plot = None
+    if plot_dir is not None:
+        plot = plot_precision_recall(logits, positives, blocker.threshold_logit, Path(plot_dir) / PLOT,
+                                     f"{blocker.game} Blocker, held-out episodes")
+    return EvalResult(evaluate(logits, positives, blocker.threshold_logit), len(data),
+                      int(np.unique(data.episodes[indices]).size), plot, logits)

@@ -1,0 +1,129 @@
+"""Saving and loading Blockers: safetensors weights and JSON metadata, never pickle.
+
+A Blocker folder holds ``blocker.safetensors`` (the weights, and nothing that can run code) and
+``blocker.json`` (game, action names, preprocessing, CNN size, threshold, the label stores it was
+trained on with their digests and splits, metrics, and the sha256 of the weights file). Loading
+checks the metadata first, then the weights' hash, then parses them as safetensors: a file of
+another kind in place of the weights (a pickle, a torch checkpoint) is refused without being run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+import saferl
+from saferl.blocker.data import Preprocessing
+from saferl.blocker.model import Blocker, ModelConfig, new_blocker
+from saferl.errors import SaferlError
+
+WEIGHTS = "blocker.safetensors"
+METADATA = "blocker.json"
+FORMAT = "saferl-blocker"
+FORMAT_VERSION = 1
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def save_blocker(blocker: Blocker, folder: str | os.PathLike[str]) -> Path:
+    """Write ``blocker`` to ``folder`` (created); returns the folder."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    weights = folder / WEIGHTS
+    state = {name: tensor.detach().cpu().contiguous() for name, tensor in blocker.net.state_dict().items()}
+    tmp = folder / f".{WEIGHTS}.tmp-{os.getpid()}"
+    save_file(state, str(tmp), metadata={"format": FORMAT, "game": blocker.game})
+    os.replace(tmp, weights)
+    metadata = {
+        **blocker.metadata,
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "saferl_version": saferl.__version__,
+        "game": blocker.game,
+        "action_names": blocker.action_names,
+        "preprocessing": blocker.preprocessing.to_dict(),
+        "model": blocker.model_config.to_dict(),
+        "threshold": blocker.threshold,
+        "threshold_logit": blocker.threshold_logit,
+        "weights_sha256": _sha256(weights),
+    }
+    _write_atomic(folder / METADATA, json.dumps(metadata, indent=1, default=str).encode())
+    return folder
+
+
+def read_metadata(folder: str | os.PathLike[str]) -> dict[str, Any]:
+    """The JSON metadata of the Blocker in ``folder``; a clear error when it is missing or not a Blocker's."""
+    path = Path(folder) / METADATA
+    try:
+        metadata = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise SaferlError(f"no Blocker in {folder} ({METADATA} is missing): train one with "
+                          f"saferl train-blocker LABELS... --game GAME --out {folder}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise SaferlError(f"{path} is not readable Blocker metadata ({err}): retrain or restore it") from None
+    if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
+        raise SaferlError(f"{path} is not a saferl Blocker's metadata (format is not {FORMAT!r})")
+    if metadata.get("format_version") != FORMAT_VERSION:
+        raise SaferlError(f"{path} has Blocker format version {metadata.get('format_version')}; this saferl reads "
+                          f"version {FORMAT_VERSION}: use a matching saferl or retrain")
+    return metadata
+
+
+def load_blocker(folder: str | os.PathLike[str], game: str | None = None,
+                 preprocessing: Preprocessing | None = None, device: str | torch.device = "cpu") -> Blocker:
+    """The Blocker saved in ``folder``.
+
+    :param game: refuse a Blocker trained for another game.
+    :param preprocessing: refuse a Blocker that expects other inputs.
+    """
+    folder = Path(folder)
+    metadata = read_metadata(folder)
+    trained_for = metadata.get("game")
+    if game is not None and trained_for != game:
+        raise SaferlError(f"{folder / METADATA} is a Blocker for {trained_for!r}, not {game!r}: train one for {game} "
+                          f"(saferl train-blocker LABELS... --game {game}) or pass --game {trained_for}")
+    try:
+        trained_for = str(metadata["game"])
+        saved = Preprocessing.from_dict(metadata["preprocessing"])
+        config = ModelConfig.from_dict(metadata["model"])
+        threshold_logit = float(metadata["threshold_logit"])
+        action_names = [str(a) for a in metadata["action_names"]]
+    except (KeyError, TypeError, ValueError) as err:
+        raise SaferlError(f"{folder / METADATA} lacks a valid field ({err}): retrain the Blocker") from None
+    if preprocessing is not None and saved != preprocessing:
+        raise SaferlError(f"{folder / METADATA} expects preprocessing {saved.to_dict()}, not "
+                          f"{preprocessing.to_dict()}: use a Blocker trained with that preprocessing")
+    weights = folder / WEIGHTS
+    if not weights.is_file():
+        raise SaferlError(f"{weights} is missing: the Blocker in {folder} is incomplete; retrain it")
+    if _sha256(weights) != metadata.get("weights_sha256"):
+        raise SaferlError(f"{weights} is not the file its metadata describes (sha256 differs): it was replaced or "
+                          "damaged, and was not loaded; retrain the Blocker or restore the file")
+    try:
+        state = load_file(str(weights))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise SaferlError(f"{weights} is not a safetensors file ({err}); it was not loaded") from None
+    blocker = new_blocker(trained_for, action_names, saved, config)
+    try:
+        blocker.net.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        raise SaferlError(f"{weights} does not fit the CNN in {METADATA} ({err}); retrain the Blocker") from None
+    blocker.net.to(device)
+    blocker.threshold_logit = threshold_logit
+    blocker.metadata = metadata
+    return blocker

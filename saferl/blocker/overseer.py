@@ -1,0 +1,106 @@
+"""The Blocker as an overseer: one forward pass reviews a whole batch of vectorized envs."""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Protocol, Sequence
+
+import numpy as np
+
+from saferl.blocker.data import Preprocessing
+from saferl.blocker.model import sigmoid
+from saferl.errors import SaferlError
+from saferl.oversight.decision import BaseOverseer, Decision, StepContext
+
+
+class Scorer(Protocol):
+    """What :class:`BlockerOverseer` needs: a :class:`~saferl.blocker.model.Blocker` or an
+    :class:`~saferl.blocker.ensemble.Ensemble`."""
+
+    game: str
+    preprocessing: Preprocessing
+    threshold_logit: float
+
+    def action_logits(self, inputs: np.ndarray) -> np.ndarray:
+        """Block logits of every action (B x n_actions)."""
+        ...
+
+
+class BlockerOverseer(BaseOverseer):
+    """Blocks the actions a Blocker scores at or above its threshold.
+
+    ``review_batch`` preprocesses the batch's frames and scores every action of every env in one
+    forward pass. A blocked action is replaced by the game's safe action when the Blocker lets that
+    pass, else by the action the Blocker scores lowest. ``Decision.score`` is the block probability
+    of the proposed action. With stacked-frame preprocessing the overseer keeps each env's recent
+    frames, restarting them when the env starts a new episode.
+
+    :param blocker: a trained Blocker (or an ensemble of them).
+    """
+
+    name = "blocker"
+    requires = frozenset({"frame"})
+
+    def __init__(self, blocker: Scorer) -> None:
+        self.blocker = blocker
+        self.batches = 0
+        self._history: dict[int, tuple[int, deque[np.ndarray]]] = {}
+
+    def review(self, context: StepContext, action: int) -> Decision:
+        return self.review_batch([context], [action])[0]
+
+    def _inputs(self, contexts: Sequence[StepContext]) -> np.ndarray:
+        """The uint8 Blocker inputs of the contexts' frames (with each env's earlier frames when stacking)."""
+        frames = [context.state.frame for context in contexts]
+        if any(frame is None for frame in frames):
+            raise RuntimeError("BlockerOverseer needs frames: build the env with with_frame=True (make_vec_env does "
+                               "when the overseer requires 'frame')")
+        processed = self.blocker.preprocessing.frames(np.stack(frames))
+        stack = self.blocker.preprocessing.stack
+        if stack == 1:
+            return processed
+        inputs = []
+        for context, frame in zip(contexts, processed):
+            episode, recent = self._history.get(context.env_index, (None, None))
+            if episode != context.episode or recent is None:
+                recent = deque([frame] * stack, maxlen=stack)
+                self._history[context.env_index] = (context.episode, recent)
+            else:
+                recent.append(frame)
+            inputs.append(np.concatenate(recent))
+        return np.stack(inputs)
+
+    def review_batch(self, contexts: Sequence[StepContext], actions: Sequence[int]) -> list[Decision]:
+        if not contexts:
+            return []
+        game = contexts[0].game
+        if game.name != self.blocker.game:
+            raise SaferlError(f"this Blocker was trained for {self.blocker.game!r}, not {game.name!r}: "
+                              f"train one for {game.name} (saferl train-blocker LABELS... --game {game.name})")
+        logits = self.blocker.action_logits(self._inputs(contexts))  # one forward pass: B x n_actions
+        self.batches += 1
+        if not np.isfinite(logits).all():
+            raise SaferlError("the Blocker produced NaN or infinite scores: its weights are damaged; retrain it")
+        blocked = logits >= self.blocker.threshold_logit
+        decisions = []
+        for k, (context, action) in enumerate(zip(contexts, actions)):
+            action = int(action)
+            score = float(sigmoid(logits[k, action]))
+            if not blocked[k, action]:
+                decisions.append(Decision(block=False, score=score))
+                continue
+            decisions.append(Decision(block=True, safe_action=self._safe_action(context, action, logits[k],
+                                                                                blocked[k]), score=score))
+        return decisions
+
+    @staticmethod
+    def _safe_action(context: StepContext, action: int, logits: np.ndarray, blocked: np.ndarray) -> int:
+        """The game's safe action if the Blocker lets it pass, else the other action it scores lowest."""
+        try:
+            safe = int(context.game.safe_action(context.state, action))
+        except NotImplementedError:
+            safe = action
+        if safe != action and 0 <= safe < len(logits) and not blocked[safe]:
+            return safe
+        others = np.delete(np.arange(len(logits)), action)
+        return int(others[np.argmin(logits[others])])

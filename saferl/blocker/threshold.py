@@ -1,0 +1,132 @@
+"""Choosing the block threshold, and measuring a Blocker at it.
+
+The threshold is set on the validation episodes: the highest one that still blocks every
+validation positive (zero false negatives there), i.e. the Blocker blocks as little as it can
+without missing a block the overseer made. Optionally a safety margin lowers it further so that an
+extra fraction of the validation negatives is blocked too (the original code's
+``false_positive_margin``: a buffer whose cost in false positives is fixed in advance). Quality is
+then reported on the test episodes: the confusion table, false-positive rate, ROC AUC and a
+precision-recall plot.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from saferl.blocker.model import sigmoid
+from saferl.errors import SaferlError
+
+
+def zero_fn_threshold(logits: np.ndarray, positives: np.ndarray, margin: float = 0.0) -> float:
+    """The highest logit threshold (block when logit >= it) with no false negative among ``logits``.
+
+    :param positives: which examples the overseer blocked.
+    :param margin: lower the threshold further to also block this fraction of all negatives (the
+        highest-scoring of those below it): a safety buffer whose false-positive cost is fixed.
+    """
+    logits, positives = np.asarray(logits, np.float64), np.asarray(positives, bool)
+    if not positives.any():
+        raise SaferlError("the validation episodes hold no blocks, so no zero-false-negative threshold can be set: "
+                          "record more episodes")
+    if not 0.0 <= margin < 1.0:
+        raise SaferlError(f"the threshold margin must lie in [0, 1), not {margin} (--margin)")
+    threshold = float(logits[positives].min())
+    below = np.sort(logits[~positives & (logits < threshold)])[::-1]
+    extra = math.ceil(margin * int((~positives).sum()))
+    if extra and len(below):
+        threshold = float(below[min(extra, len(below)) - 1])
+    return threshold
+
+
+def roc_auc(logits: np.ndarray, positives: np.ndarray) -> float:
+    """The area under the ROC curve (ties count half); NaN without both classes."""
+    logits, positives = np.asarray(logits, np.float64), np.asarray(positives, bool)
+    n_pos, n_neg = int(positives.sum()), int((~positives).sum())
+    if not n_pos or not n_neg:
+        return math.nan
+    values, inverse, counts = np.unique(logits, return_inverse=True, return_counts=True)
+    average_rank = np.cumsum(counts) - (counts - 1) / 2.0  # 1-based ranks, ties averaged
+    rank_sum = average_rank[inverse][positives].sum()
+    return float((rank_sum - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """A Blocker's decisions at one threshold against the overseer's, on one set of examples."""
+
+    examples: int
+    positives: int
+    true_positives: int
+    false_negatives: int
+    false_positives: int
+    true_negatives: int
+    false_positive_rate: float
+    false_negative_rate: float
+    precision: float
+    auc: float
+    threshold: float
+    threshold_logit: float
+
+    def as_dict(self) -> dict[str, float | int | None]:
+        """JSON-able figures (NaN, where a figure is undefined, becomes None)."""
+        return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in asdict(self).items()}
+
+    def table(self) -> str:
+        """The confusion table as text."""
+        width = max(len(f"{n:,}") for n in (self.true_positives, self.false_negatives, self.false_positives,
+                                            self.true_negatives, 1))
+        rows = [f"{'':16}{'Blocker blocks':>{width + 16}}{'Blocker passes':>{width + 16}}",
+                f"{'overseer blocked':16}{self.true_positives:>{width + 16},}{self.false_negatives:>{width + 16},}",
+                f"{'overseer passed':16}{self.false_positives:>{width + 16},}{self.true_negatives:>{width + 16},}"]
+        return "\n".join(rows)
+
+
+def _ratio(a: int, b: int) -> float:
+    return a / b if b else math.nan
+
+
+def evaluate(logits: np.ndarray, positives: np.ndarray, threshold_logit: float) -> Evaluation:
+    """The confusion counts, rates and ROC AUC of blocking at ``logits >= threshold_logit``."""
+    logits, positives = np.asarray(logits, np.float64), np.asarray(positives, bool)
+    blocked = logits >= threshold_logit
+    tp, fn = int((blocked & positives).sum()), int((~blocked & positives).sum())
+    fp, tn = int((blocked & ~positives).sum()), int((~blocked & ~positives).sum())
+    return Evaluation(
+        examples=len(logits), positives=tp + fn, true_positives=tp, false_negatives=fn, false_positives=fp,
+        true_negatives=tn, false_positive_rate=_ratio(fp, fp + tn), false_negative_rate=_ratio(fn, tp + fn),
+        precision=_ratio(tp, tp + fp), auc=roc_auc(logits, positives),
+        threshold=float(sigmoid(threshold_logit)), threshold_logit=float(threshold_logit),
+    )
+
+
+def plot_precision_recall(logits: np.ndarray, positives: np.ndarray, threshold_logit: float, path: str | Path,
+                          title: str) -> Path:
+    """Write the precision-recall curve with the operating point at ``threshold_logit`` as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    logits, positives = np.asarray(logits, np.float64), np.asarray(positives, bool)
+    order = np.argsort(-logits, kind="stable")
+    hits = np.cumsum(positives[order])
+    precision = hits / np.arange(1, len(order) + 1)
+    recall = hits / max(int(positives.sum()), 1)
+    point = evaluate(logits, positives, threshold_logit)
+    fig, ax = plt.subplots(figsize=(5, 4), dpi=100)
+    ax.plot(recall, precision, lw=1.5, label=f"AUC(ROC) {point.auc:.4f}")
+    ax.scatter([1.0 - point.false_negative_rate], [point.precision], color="red", zorder=3,
+               label=f"threshold {point.threshold:.3g}: FN {point.false_negatives}, "
+                     f"FPR {point.false_positive_rate:.2%}")
+    ax.set(xlabel="recall (overseer's blocks caught)", ylabel="precision", xlim=(0, 1.02), ylim=(0, 1.02),
+           title=title)
+    ax.legend(loc="lower left", fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path)
+    plt.close(fig)
+    return path

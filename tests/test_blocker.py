@@ -1,0 +1,386 @@
+"""The Blocker, trained for real on Pong labels that the scripted overseer makes from the real ROM.
+
+Labels are made once per session (8 vectorized envs x 400 random steps: 3,200 labels in 8
+episodes, about 160 blocks) and one Blocker is trained on them once, through the CLI, as a user
+would; both are shared across pytest-xdist workers through a file lock.
+"""
+
+import json
+import pickletools
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from filelock import FileLock
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from saferl.blocker import (
+    BlockerOverseer,
+    Ensemble,
+    TrainConfig,
+    default_preprocessing,
+    evaluate,
+    evaluate_blocker,
+    fit_blocker,
+    load_blocker,
+    load_ensemble,
+    load_labels,
+    new_blocker,
+    roc_auc,
+    save_blocker,
+    save_ensemble,
+    split_by_episode,
+    train_ensemble,
+    zero_fn_threshold,
+)
+from saferl.blocker.data import Preprocessing
+from saferl.envs import make_vec_env
+from saferl.errors import SaferlError
+from saferl.games import GameState, get_game
+from saferl.games.pong import UP_ACTIONS
+from saferl.oversight import ScriptedOverseer, StepContext, make_overseer
+from saferl.oversight.label_store import LabelStore
+from test_cli import last_json, saferl
+
+PONG = get_game("pong")
+ACTIONS = ["NOOP", "FIRE", "RIGHT", "LEFT", "RIGHTFIRE", "LEFTFIRE"]
+
+
+def record_labels(path, n_envs, steps, seed):
+    """Random play in ``n_envs`` Pong envs under the scripted overseer; every step becomes a label."""
+    with LabelStore.create(path, "pong", ACTIONS) as store:
+        venv = make_vec_env(PONG, n_envs=n_envs, overseer=ScriptedOverseer(), label_store=store, seed=seed,
+                            preprocess=False)
+        venv.reset()
+        rng = np.random.default_rng(seed)
+        for _ in range(steps):
+            venv.step(rng.integers(len(ACTIONS), size=n_envs))
+        venv.close()
+    return path
+
+
+@pytest.fixture(scope="session")
+def shared(tmp_path_factory, worker_id):
+    """A folder shared by all xdist workers of this session."""
+    base = tmp_path_factory.getbasetemp()
+    return base if worker_id == "master" else base.parent
+
+
+def once(path, build):
+    """Build ``path`` once per session, whichever worker gets there first."""
+    with FileLock(f"{path}.lock"):
+        if not (path / ".done").exists():
+            shutil.rmtree(path, ignore_errors=True)
+            build(path)
+            (path / ".done").touch()
+    return path
+
+
+@pytest.fixture(scope="session")
+def labels(shared):
+    return once(shared / "blocker-pong-labels", lambda p: record_labels(p, n_envs=8, steps=400, seed=0))
+
+
+@pytest.fixture(scope="session")
+def trained(shared, labels):
+    """(Blocker folder, the train-blocker --json summary)."""
+
+    def build(out):
+        result = saferl("train-blocker", str(labels), "--game", "pong", "--out", str(out), "--threads", "1",
+                        "--epochs", "15", "--no-progress", "--json")
+        (out / "train.json").write_text(json.dumps(last_json(result)))
+
+    out = once(shared / "blocker-pong", build)
+    return out, json.loads((out / "train.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def data(labels):
+    return load_labels([labels], "pong")
+
+
+# ----- ensemble -----
+
+
+def test_ensemble_members_disagree_where_the_blocks_are_and_round_trip(data, tmp_path):
+    split = split_by_episode(data, seed=0)
+    config = TrainConfig(epochs=8, patience=8, threads=1, progress=False)
+    ensemble = train_ensemble(data, split, k=2, config=config)
+    inputs, actions, positives = data.inputs(split.test), data.actions[split.test], data.blocked[split.test]
+    spread = ensemble.disagreement(inputs, actions)
+    assert spread.shape == (len(split.test),) and 0.0 <= spread.min() and spread.max() <= 0.5
+    assert spread.max() > 0.0  # bootstrap samples and seeds make the members differ
+    # The members agree on the plain passes far from the zone and disagree on the blocks near it
+    # (measured: 0.029 against 0.004).
+    assert spread[positives].mean() > 2 * spread[~positives].mean()
+    assert roc_auc(ensemble.logits(inputs, actions), positives) > 0.9
+    same = Ensemble([ensemble.members[0]] * 2)
+    assert same.disagreement(inputs, actions).max() < 1e-12
+    again = load_ensemble(save_ensemble(ensemble, tmp_path / "ens"), game="pong")
+    assert np.array_equal(again.logits(inputs, actions), ensemble.logits(inputs, actions))
+    overseer = make_overseer(f"blocker:{tmp_path / 'ens'}", game="pong")
+    context = StepContext(game=PONG, state=GameState(np.zeros(128, np.uint8), 0, data_frame(data)))
+    assert 0.0 <= overseer.review(context, 3).score <= 1.0
+
+
+def data_frame(data):
+    """Some real RGB frame of the labels (the stored frame of a label)."""
+    with LabelStore.open(Path(data.sources[0].path)) as store:
+        return store.frames([0])[0]
+
+
+# ----- data -----
+
+
+def test_split_is_by_episode_and_every_part_holds_blocks(data):
+    split = split_by_episode(data, seed=0)
+    parts = split.episodes(data)
+    assert not set(parts["train"]) & set(parts["val"]) and not set(parts["val"]) & set(parts["test"])
+    assert not set(parts["train"]) & set(parts["test"])
+    assert sorted(parts["train"] + parts["val"] + parts["test"]) == sorted(np.unique(data.episodes).tolist())
+    assert sum(map(len, (split.train, split.val, split.test))) == len(data) == 3200
+    for indices in (split.train, split.val, split.test):
+        assert data.blocked[indices].any()
+    assert split_by_episode(data, seed=0).test.tolist() == split.test.tolist()
+
+
+def test_stacked_gray_frames_follow_their_own_episode_in_an_interleaved_store(labels):
+    gray = load_labels([labels], preprocessing=default_preprocessing("pong", color="gray", stack=4))
+    assert gray.inputs(np.arange(5)).shape == (5, 4, 105, 80)
+    # The 8 envs' labels interleave in the store: row k's predecessor in its episode is row k - 8.
+    k = 8 * 50 + 3
+    assert gray.episodes[k] == gray.episodes[k - 8] != gray.episodes[k - 1]
+    stacked = gray.inputs(np.array([k]))[0]
+    assert np.array_equal(stacked[3], gray.frames[k, 0]) and np.array_equal(stacked[2], gray.frames[k - 8, 0])
+    first = gray.inputs(np.array([3]))[0]  # an episode's first label repeats its own frame
+    assert all(np.array_equal(first[j], gray.frames[3, 0]) for j in range(4))
+
+
+def test_the_default_input_is_the_papers_pong_crop_scaled_to_one(data):
+    assert data.preprocessing == Preprocessing(crop=(34, 194, 0, 160), size=(105, 80))
+    assert data.inputs(np.arange(3)).shape == (3, 3, 105, 80)
+    assert data.inputs(np.arange(3)).dtype == np.uint8  # scaled by 1/255 only per batch
+
+
+# ----- threshold and metrics -----
+
+
+def test_zero_fn_threshold_blocks_every_positive_and_margin_blocks_more():
+    logits = np.array([-3.0, -2.0, -1.0, 0.5, 1.0, 2.0, 3.0, 0.7])
+    positives = np.array([0, 0, 0, 1, 0, 1, 1, 0], bool)
+    t = zero_fn_threshold(logits, positives)
+    assert t == 0.5
+    assert evaluate(logits, positives, t).false_negatives == 0
+    assert evaluate(logits, positives, t).false_positives == 2  # 0.7 and 1.0 score above a positive
+    assert zero_fn_threshold(logits, positives, margin=0.2) == -1.0  # one more of the 5 negatives
+    assert zero_fn_threshold(logits, positives, margin=0.4) == -2.0  # two more
+    with pytest.raises(SaferlError, match="no blocks"):
+        zero_fn_threshold(logits, np.zeros(8, bool))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(-3, 3), st.booleans()), min_size=2, max_size=30))
+def test_roc_auc_is_the_probability_a_block_outscores_a_pass(pairs):
+    scores = np.array([s for s, _ in pairs], float)
+    positives = np.array([p for _, p in pairs], bool)
+    pos, neg = scores[positives], scores[~positives]
+    if not len(pos) or not len(neg):
+        assert np.isnan(roc_auc(scores, positives))
+        return
+    wins = (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
+    expected = wins / (len(pos) * len(neg))
+    assert roc_auc(scores, positives) == pytest.approx(expected)
+
+
+# ----- training and evaluation -----
+
+
+def test_trained_blocker_separates_blocks_from_passes_on_held_out_episodes(trained):
+    """On the 2 test episodes (about 800 labels, 20-40 blocks) the Blocker, thresholded on the 2
+    validation episodes only, must rank blocks above passes (AUC >= 0.98) and miss at most one
+    block at an FPR of at most 5%. Why "at most one" and not zero: the frame shows the paddle at
+    2-row resolution while the scripted rule reads its row from RAM, so at the zone's top row the
+    same pixels are a block in one state and a pass in the next, and the validation episodes need
+    not contain that case (this run measured 0 FN; --margin buys safety there)."""
+    folder, summary = trained
+    assert summary["labels"] == 3200 and summary["test_episodes"] >= 1 and summary["positives"] >= 10
+    assert summary["auc"] >= 0.98
+    assert summary["false_negatives"] <= 1
+    assert summary["false_positive_rate"] <= 0.05
+    assert summary["device"] in ("cpu", "cuda")
+    assert list((folder / "tensorboard").glob("events.out.tfevents.*"))
+    assert (folder / "test-precision-recall.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_eval_blocker_scores_only_episodes_the_blocker_never_fitted(trained, labels, tmp_path):
+    folder, summary = trained
+    result = saferl("eval-blocker", str(folder), str(labels), "--plots", str(tmp_path), "--json")
+    figures = last_json(result)
+    keys = {"examples", "positives", "false_negatives", "false_positive_rate", "auc", "threshold"}
+    assert keys <= figures.keys()
+    # Only the test episodes of the training store are held out: the same figures as at training.
+    assert figures["examples"] == summary["test_examples"] and figures["labels_given"] == 3200
+    assert figures["false_negatives"] == summary["false_negatives"]
+    assert figures["false_positive_rate"] == pytest.approx(summary["false_positive_rate"])
+    assert "overseer blocked" in result.stdout and (tmp_path / "eval-precision-recall.png").exists()
+    fresh = record_labels(tmp_path / "fresh", n_envs=2, steps=300, seed=7)  # episodes it never saw: all count
+    held_out = evaluate_blocker(load_blocker(folder), [fresh]).summary()
+    assert held_out["examples"] == held_out["labels_given"] == 600 and held_out["held_out_episodes"] == 2
+
+
+def test_train_blocker_refuses_too_few_episodes_and_missing_labels(tmp_path):
+    tiny = record_labels(tmp_path / "tiny", n_envs=1, steps=150, seed=1)
+    with pytest.raises(SaferlError, match="at least 3"):
+        fit_blocker([tiny], "pong")
+    result = saferl("train-blocker", str(tmp_path / "nowhere"), "--game", "pong", "--out", str(tmp_path / "b"),
+                    check_rc=2)
+    assert "nowhere" in result.stderr and "Traceback" not in result.stderr
+
+
+# ----- save and load -----
+
+
+def test_save_load_round_trips_scores_threshold_and_provenance(trained, data, labels, tmp_path):
+    folder, _ = trained
+    blocker = load_blocker(folder, game="pong")
+    inputs, actions = data.inputs(np.arange(0, 3200, 7)), data.actions[::7]
+    again = load_blocker(save_blocker(blocker, tmp_path / "copy"))
+    assert np.array_equal(blocker.logits(inputs, actions), again.logits(inputs, actions))
+    assert again.threshold_logit == blocker.threshold_logit and 0 < again.threshold < 1
+    meta = json.loads((folder / "blocker.json").read_text())
+    with LabelStore.open(labels) as store:
+        assert meta["training_data"][0]["digest"] == store.digest()
+    assert meta["game"] == "pong" and meta["action_names"] == ACTIONS
+    assert Preprocessing.from_dict(meta["preprocessing"]) == default_preprocessing("pong")
+    assert meta["metrics"]["test"]["false_negatives"] is not None
+
+
+def test_load_refuses_another_game_and_another_preprocessing(trained):
+    folder, _ = trained
+    with pytest.raises(SaferlError, match="Blocker for 'pong', not 'space_invaders'"):
+        load_blocker(folder, game="space_invaders")
+    with pytest.raises(SaferlError, match="preprocessing"):
+        load_blocker(folder, preprocessing=default_preprocessing("pong", color="gray", stack=4))
+
+
+# A hand-made protocol-0 pickle: unpickling it calls builtins.exec on code that writes a marker file.
+def malicious_pickle(marker: Path) -> bytes:
+    code = f"open({str(marker)!r}, 'w').write('pwned')"
+    return f"cbuiltins\nexec\n(V{code}\ntR.".encode()
+
+
+def test_a_malicious_pickle_in_place_of_the_weights_is_refused_unexecuted(trained, tmp_path):
+    folder, _ = trained
+    marker = tmp_path / "pwned"
+    payload = malicious_pickle(marker)
+    ops = [(op.name, arg) for op, arg, _ in pickletools.genops(payload)]
+    assert ("GLOBAL", "builtins exec") in ops and ("REDUCE", None) in ops  # it would run code if unpickled
+    bad = shutil.copytree(folder, tmp_path / "bad")
+    (bad / "blocker.safetensors").write_bytes(payload)
+    with pytest.raises(SaferlError, match="sha256"):
+        load_blocker(bad)
+    # Even with the metadata's hash forged to match, it is parsed as safetensors, never unpickled.
+    meta = json.loads((bad / "blocker.json").read_text())
+    import hashlib
+
+    meta["weights_sha256"] = hashlib.sha256(payload).hexdigest()
+    (bad / "blocker.json").write_text(json.dumps(meta))
+    with pytest.raises(SaferlError, match="not a safetensors file"):
+        load_blocker(bad)
+    result = saferl("oversee", "--game", "pong", "--overseer", f"blocker:{bad}", "--steps", "5", check_rc=2)
+    assert "--overseer" in result.stderr and "Traceback" not in result.stderr
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("name, says", [("blocker:", "needs the folder"), ("blocker:/no/such/dir", "/no/such/dir"),
+                                        ("oracle", "blocker:DIR")])
+def test_bad_overseer_names_name_overseer(name, says):
+    with pytest.raises(SaferlError, match="--overseer") as err:
+        make_overseer(name, game="pong")
+    assert says in str(err.value)
+
+
+def test_a_bad_blocker_overseer_exits_2_on_the_command_line():
+    result = saferl("oversee", "--game", "pong", "--overseer", "blocker:/no/such/dir", "--steps", "5", check_rc=2)
+    assert "--overseer" in result.stderr and "Traceback" not in result.stderr
+
+
+# ----- oversight -----
+
+
+def test_blocker_overseer_reviews_a_batch_in_one_forward_pass_and_lets_no_catastrophe_through(trained):
+    folder, _ = trained
+    overseer = BlockerOverseer(load_blocker(folder, game="pong"))
+    forwards = []
+    overseer.blocker.net.trunk.register_forward_hook(lambda *_: forwards.append(1))
+    venv = make_vec_env(PONG, n_envs=4, overseer=overseer, seed=3, preprocess=False)
+    bare = make_vec_env(PONG, n_envs=4, overseer=None, seed=3, preprocess=False)
+    venv.reset(), bare.reset()
+    rng = np.random.default_rng(3)
+    executed_when_blocked, scores = [], []
+    for _ in range(300):
+        actions = rng.integers(6, size=4)
+        bare.step(actions)
+        _, _, _, infos = venv.step(actions)
+        executed_when_blocked += [info["executed_action"] for info in infos if info["blocked"]]
+        scores += [info["score"] for info in infos]
+    assert len(forwards) == 300 and overseer.batches == 300
+    assert bare.counters.totals["catastrophes"] > 0  # the same random actions without oversight
+    assert venv.counters.totals["catastrophes"] == 0
+    assert executed_when_blocked and set(executed_when_blocked) <= set(UP_ACTIONS)
+    assert all(0.0 <= s <= 1.0 for s in scores)
+
+
+def test_the_overseer_stacks_frames_exactly_as_the_dataset_does(tmp_path):
+    """No train/serve skew: the inputs the overseer builds online equal those the dataset builds from
+    the labels of the same run (stacked gray frames, 2 interleaved envs, from each episode's start)."""
+    preprocessing = default_preprocessing("pong", color="gray", stack=3)
+    blocker = new_blocker("pong", ACTIONS, preprocessing, seed=0)
+    blocker.threshold_logit = float("inf")  # never blocks, so the run is the random policy's
+    seen = []
+    score_all = blocker.action_logits
+    blocker.action_logits = lambda inputs: seen.append(inputs) or score_all(inputs)
+    with LabelStore.create(tmp_path / "run", "pong", ACTIONS) as store:
+        venv = make_vec_env(PONG, n_envs=2, overseer=BlockerOverseer(blocker), label_store=store, seed=2,
+                            preprocess=False)
+        venv.reset()
+        for _ in range(20):
+            venv.step(np.array([3, 2]))
+        venv.close()
+    data = load_labels([tmp_path / "run"], preprocessing=preprocessing)
+    assert np.array_equal(np.concatenate(seen), data.inputs(np.arange(len(data))))
+    assert not np.array_equal(seen[-1][0, 0], seen[-1][0, 2])  # the stack holds different frames
+
+
+class FixedScores:
+    """A stand-in Blocker that scores every action of every frame as given."""
+
+    game = "pong"
+    preprocessing = default_preprocessing("pong")
+    threshold_logit = 0.0
+
+    def __init__(self, logits):
+        self.logits = np.array(logits, float)
+
+    def action_logits(self, inputs):
+        return np.tile(self.logits, (len(inputs), 1))
+
+
+def test_safe_action_is_the_games_unless_the_blocker_blocks_it_then_the_lowest_scored():
+    context = StepContext(game=PONG, state=GameState(np.zeros(128, np.uint8), 0, np.zeros((210, 160, 3), np.uint8)))
+    allowed_up = BlockerOverseer(FixedScores([3.0, 1.0, -1.0, -4.0, 2.0, 2.0])).review(context, 0)
+    assert allowed_up.block and allowed_up.safe_action == 2 and allowed_up.score == pytest.approx(1 / (1 + np.exp(-3)))
+    blocked_up = BlockerOverseer(FixedScores([3.0, 1.0, 5.0, -4.0, 2.0, 2.0])).review(context, 0)
+    assert blocked_up.block and blocked_up.safe_action == 3
+    passes = BlockerOverseer(FixedScores([-3.0] * 6)).review(context, 0)
+    assert not passes.block and passes.safe_action is None
+
+
+def test_oversee_cli_with_a_blocker_lets_no_catastrophe_through(trained):
+    folder, _ = trained
+    figures = last_json(saferl("oversee", "--game", "pong", "--overseer", f"blocker:{folder}", "--steps", "400",
+                               "--seed", "5", "--no-progress", "--json"))
+    assert figures["steps"] == 400 and figures["blocks"] > 0 and figures["catastrophes"] == 0
+    assert figures["overseer"] == f"blocker:{folder}"
