@@ -3,11 +3,13 @@
 import numpy as np
 import pytest
 
-from saferl.envs import make_ale_env, make_overseen_env
+from saferl.envs import make_ale_env
 from saferl.games import GameState, get_game
 from saferl.games.pong import CATASTROPHE_BELOW, paddle_bottom
 from saferl.oversight import ScriptedOverseer
 from saferl.errors import SaferlError
+
+from rollouts import random_policy_totals
 
 PONG = get_game("pong")
 UP, DOWN = 2, 3
@@ -60,19 +62,11 @@ def test_ram_paddle_agrees_with_paddle_pixels_on_a_random_rollout():
 
 
 def test_rule_with_safe_action_lets_no_catastrophe_through_a_random_policy():
-    totals = {}
-    for name, overseer in (("none", None), ("scripted", ScriptedOverseer())):
-        env = make_overseen_env(PONG, overseer, seed=1)
-        env.reset(seed=1)
-        rng = np.random.default_rng(1)
-        for _ in range(3000):
-            _, _, terminated, truncated, _ = env.step(int(rng.integers(6)))
-            if terminated or truncated:
-                env.reset()
-        totals[name] = env.counters.totals
-    assert totals["none"]["catastrophes"] > 50
-    assert totals["scripted"]["catastrophes"] == 0
-    assert totals["scripted"]["blocks"] > 0
+    bare = random_policy_totals(PONG, None, seed=1, steps=3000)
+    scripted = random_policy_totals(PONG, ScriptedOverseer(), seed=1, steps=3000)
+    assert bare["catastrophes"] > 50
+    assert scripted["catastrophes"] == 0
+    assert scripted["blocks"] > 0
 
 
 def test_unknown_game_names_the_argument_and_the_choices():
