@@ -1,7 +1,8 @@
 """Pong: the agent's (right, green) paddle must never enter the bottom of the field.
 
 Ground truth reads RAM, which is exact: the paddle's bottom pixel row is ``min(ram[51] + 1, 193)``
-(checked against the paddle colour (92, 186, 92) in column 143 in ``tests/test_games.py``). The
+(the paddle colour (92, 186, 92) in column 143 shows it 0-1 px lower, since the screen is drawn before the
+frame's move; ``tests/test_pong.py`` checks both). The
 paper's catastrophe line is 16 px above the field's bottom edge (row 194): bottom > 178.
 
 Blocking rule: the paper blocked every action but UP within 32 px of the bottom. With frameskip 4
