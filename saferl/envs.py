@@ -36,6 +36,11 @@ def action_names(env: gym.Env) -> list[str]:
     return list(env.unwrapped.get_action_meanings())
 
 
+def needs_frames(overseer: Any | None, label_store: Any | None, with_frame: bool = False) -> bool:
+    """Whether envs must snapshot RGB frames: asked for, stored as labels, or read by the overseer."""
+    return with_frame or label_store is not None or "frame" in getattr(overseer, "requires", ())
+
+
 def make_overseen_env(
     game: Game,
     overseer: Any | None = None,
@@ -53,7 +58,7 @@ def make_overseen_env(
     """
     from saferl.oversight import GroundTruthWrapper, OversightWrapper
 
-    needs_frame = with_frame or label_store is not None or "frame" in getattr(overseer, "requires", ())
+    needs_frame = needs_frames(overseer, label_store, with_frame)
     env = GroundTruthWrapper(make_ale_env(game, seed=seed, **overrides), game, with_frame=needs_frame)
     return OversightWrapper(env, overseer, mode=mode, penalty=penalty, label_store=label_store, first_episode=first_episode)
 
@@ -82,7 +87,7 @@ def make_vec_env(
     from saferl.oversight import GroundTruthWrapper
     from saferl.oversight.vec_wrapper import VecOversight
 
-    needs_frame = with_frame or label_store is not None or "frame" in getattr(overseer, "requires", ())
+    needs_frame = needs_frames(overseer, label_store, with_frame)
 
     def build(rank: int) -> Any:
         def thunk() -> gym.Env:

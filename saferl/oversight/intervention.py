@@ -55,6 +55,7 @@ class Outcome:
     false_positive: bool
     score: float
     seconds: float
+    labelled: bool  # the decision went into the label store
 
     def as_info(self) -> dict[str, Any]:
         """The keys this step adds to ``info``."""
@@ -130,9 +131,10 @@ class Intervention:
             false_positive=decision.block and not needed,
             score=float(decision.score),
             seconds=float(decision.seconds),
+            labelled=self.label_store is not None,
         )
-        labelled = self._store_label(context, outcome)
-        self.counters.record(context.env_index, outcome, labelled)
+        self._store_label(context, outcome)
+        self.counters.record(context.env_index, outcome)
         bonus = self.penalty if decision.block and self.mode is not Mode.OBSERVE else 0.0
         return bonus, outcome
 
@@ -140,9 +142,9 @@ class Intervention:
         """Close the episode of env ``env_index`` in the counters."""
         self.counters.end_episode(env_index, episode_return)
 
-    def _store_label(self, context: StepContext, outcome: Outcome) -> bool:
-        if self.label_store is None:
-            return False
+    def _store_label(self, context: StepContext, outcome: Outcome) -> None:
+        if not outcome.labelled:
+            return
         from saferl.oversight.label_store import Label
 
         frame = context.state.frame
@@ -162,7 +164,6 @@ class Intervention:
                 score=outcome.score,
             )
         )
-        return True
 
 
 def replacement_action(context: StepContext, decision: Decision, proposed: int) -> int:

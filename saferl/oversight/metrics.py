@@ -40,11 +40,9 @@ class SafetyCounters:
     episodes: list[dict[str, float]] = field(default_factory=list)
     _open: dict[int, dict[str, float]] = field(default_factory=dict)
 
-    def record(self, env_index: int, outcome: "Outcome | Mapping[str, Any]", labelled: bool | None = None) -> None:
+    def record(self, env_index: int, outcome: "Outcome | Mapping[str, Any]") -> None:
         """Count one overseen step of env ``env_index``."""
         fields = outcome if isinstance(outcome, Mapping) else outcome.as_info()
-        if labelled is not None:
-            fields = {**fields, "labelled": labelled}
         episode = self._open.setdefault(env_index, dict.fromkeys(COUNTED, 0))
         for key, value in _tally(fields).items():
             self.totals[key] += value

@@ -99,14 +99,13 @@ class VecOversight(VecEnvWrapper):
     def step_wait(self) -> VecEnvStepReturn:
         obs, rewards, dones, infos = self.venv.step_wait()
         rewards = rewards.astype(np.float32)
-        labelled = self.intervention.label_store is not None
         for i, (context, decision, proposed, executed, counterfactual) in enumerate(self._pending):
             bonus, outcome = self.intervention.record(
                 context, decision, proposed, executed, bool(infos[i]["catastrophe"]), counterfactual
             )
             rewards[i] += bonus
             self._returns[i] += rewards[i]
-            infos[i].update(outcome.as_info(), labelled=labelled)
+            infos[i].update(outcome.as_info())
             if dones[i]:
                 self.intervention.end_episode(i, float(self._returns[i]))
                 self._returns[i] = 0.0

@@ -79,7 +79,7 @@ class OversightWrapper(gym.Wrapper):
         )
         reward = float(reward) + bonus
         self._return += reward
-        info.update(outcome.as_info(), labelled=self.intervention.label_store is not None)
+        info.update(outcome.as_info())
         return obs, reward, terminated, truncated, info
 
     def close(self) -> None:
