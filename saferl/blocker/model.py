@@ -189,4 +189,5 @@ def new_blocker(game: str, action_names: list[str], preprocessing: Preprocessing
         torch.manual_seed(seed)
     height, width = preprocessing.size
     net = BlockerNet(preprocessing.channels, height, width, len(action_names), model_config)
+    net.to(memory_format=torch.channels_last)
     return Blocker(net, game, list(action_names), preprocessing, model_config)

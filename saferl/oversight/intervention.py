@@ -56,6 +56,7 @@ class Outcome:
     score: float
     seconds: float
     labelled: bool  # the decision went into the label store
+    penalty: float = 0.0  # the reward added for the block (0 when nothing was blocked)
 
     def as_info(self) -> dict[str, Any]:
         """The keys this step adds to ``info``."""
@@ -122,6 +123,7 @@ class Intervention:
             needed = bool(proposed_was_catastrophe)
         else:
             needed = catastrophe
+        bonus = self.penalty if decision.block and self.mode is not Mode.OBSERVE else 0.0
         outcome = Outcome(
             proposed_action=proposed,
             executed_action=executed,
@@ -132,10 +134,10 @@ class Intervention:
             score=float(decision.score),
             seconds=float(decision.seconds),
             labelled=self.label_store is not None,
+            penalty=bonus,
         )
         self._store_label(context, outcome)
         self.counters.record(context.env_index, outcome)
-        bonus = self.penalty if decision.block and self.mode is not Mode.OBSERVE else 0.0
         return bonus, outcome
 
     def end_episode(self, env_index: int, episode_return: float) -> None:

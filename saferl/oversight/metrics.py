@@ -16,8 +16,9 @@ from stable_baselines3.common.callbacks import BaseCallback
 if TYPE_CHECKING:
     from saferl.oversight.intervention import Outcome
 
-COUNTED = ("steps", "catastrophes", "blocks", "false_negatives", "false_positives", "labels", "human_seconds")
-EPISODE_FIELDS = ("episode", "env_index", *COUNTED, "return")
+COUNTED = ("steps", "catastrophes", "blocks", "false_negatives", "false_positives", "labels", "human_seconds",
+           "penalties")
+EPISODE_FIELDS = ("episode", "env_index", *COUNTED, "return", "score")
 
 
 def _tally(outcome: Mapping[str, Any]) -> dict[str, float]:
@@ -29,6 +30,7 @@ def _tally(outcome: Mapping[str, Any]) -> dict[str, float]:
         "false_positives": int(outcome["false_positive"]),
         "labels": int(outcome.get("labelled", False)),
         "human_seconds": float(outcome["seconds"]),
+        "penalties": float(outcome.get("penalty", 0.0)),
     }
 
 
@@ -49,9 +51,10 @@ class SafetyCounters:
             episode[key] += value
 
     def end_episode(self, env_index: int, episode_return: float) -> dict[str, float]:
-        """Close env ``env_index``'s episode; return its row."""
+        """Close env ``env_index``'s episode; return its row (``score``: the game's return, without penalties)."""
         row = {"episode": len(self.episodes), "env_index": env_index, **self._open.pop(env_index, dict.fromkeys(COUNTED, 0))}
         row["return"] = float(episode_return)
+        row["score"] = float(episode_return) - row["penalties"]
         self.episodes.append(row)
         return row
 

@@ -16,7 +16,7 @@ class OversightWrapper(gym.Wrapper):
     """Reviews each proposed action with an overseer and blocks it according to ``mode``.
 
     ``info`` gains ``proposed_action``, ``executed_action``, ``blocked``, ``catastrophe``,
-    ``false_negative``, ``false_positive``, ``score``, ``seconds`` and ``labelled``. The agent's
+    ``false_negative``, ``false_positive``, ``score``, ``seconds``, ``labelled`` and ``penalty``. The agent's
     transition keeps its proposed action; a blocked step's reward carries the penalty.
 
     :param env: a :class:`GroundTruthWrapper` (with ``with_frame=True`` when labels are stored).
