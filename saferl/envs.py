@@ -63,6 +63,24 @@ def make_overseen_env(
     return OversightWrapper(env, overseer, mode=mode, penalty=penalty, label_store=label_store, first_episode=first_episode)
 
 
+def make_agent_env(
+    game: Game,
+    overseer: Any | None = None,
+    mode: str = "replace",
+    penalty: float = -1.0,
+    label_store: Any | None = None,
+    seed: int | None = None,
+    frame_stack: int = 4,
+    first_episode: int = 0,
+    **overrides: Any,
+) -> gym.Env:
+    """One overseen env as an agent sees it: the last ``frame_stack`` 84x84 grayscale frames (``frame_stack x 84 x 84``
+    uint8), over :func:`make_overseen_env` (so ``info`` carries the oversight keys)."""
+    env = make_overseen_env(game, overseer, mode, penalty, label_store, seed, first_episode=first_episode, **overrides)
+    env = gym.wrappers.AtariPreprocessing(env, noop_max=0, frame_skip=1, screen_size=84)
+    return gym.wrappers.FrameStackObservation(env, frame_stack)
+
+
 def make_vec_env(
     game: Game,
     n_envs: int = 8,

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 COUNTED = ("steps", "catastrophes", "blocks", "false_negatives", "false_positives", "labels", "human_seconds",
            "penalties")
-EPISODE_FIELDS = ("episode", "env_index", *COUNTED, "return", "score")
+EPISODE_FIELDS = ("episode", "env_index", *COUNTED, "return", "game_return")
 
 
 def _tally(outcome: Mapping[str, Any]) -> dict[str, float]:
@@ -51,10 +51,10 @@ class SafetyCounters:
             episode[key] += value
 
     def end_episode(self, env_index: int, episode_return: float) -> dict[str, float]:
-        """Close env ``env_index``'s episode; return its row (``score``: the game's return, without penalties)."""
+        """Close env ``env_index``'s episode; return its row (``game_return``: the return without penalties)."""
         row = {"episode": len(self.episodes), "env_index": env_index, **self._open.pop(env_index, dict.fromkeys(COUNTED, 0))}
         row["return"] = float(episode_return)
-        row["score"] = float(episode_return) - row["penalties"]
+        row["game_return"] = float(episode_return) - row["penalties"]
         self.episodes.append(row)
         return row
 
