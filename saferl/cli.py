@@ -149,6 +149,65 @@ def cmd_eval_blocker(args: argparse.Namespace) -> int:
     return 0
 
 
+def _hyperparam(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` with VALUE read as YAML (numbers, booleans, lists)."""
+    import yaml
+
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"{text!r}: write KEY=VALUE, e.g. --hyperparam buffer_size=20000")
+    return key.strip(), yaml.safe_load(value)
+
+
+EXPERIMENT_KEYS = ("game", "agent", "overseer", "conditions", "oversight_steps", "total_steps", "mode", "penalty",
+                   "device", "workers", "threads", "checkpoint_every")
+
+
+def cmd_experiment(args: argparse.Namespace) -> int:
+    from saferl.pipeline import ExperimentConfig, load_config_file, run_experiment
+
+    if args.resume and (args.out or args.config):
+        raise SaferlError("--resume RUN_DIR continues a run folder with its saved config: give no --out or --config")
+    if not args.resume and not args.out:
+        raise SaferlError("give --out RUN_DIR for a new experiment, or --resume RUN_DIR to finish one")
+    config = None
+    if not args.resume:
+        data = load_config_file(args.config) if args.config else {}
+        data.update({k: getattr(args, k) for k in EXPERIMENT_KEYS if getattr(args, k) is not None})
+        if args.seeds is not None:
+            data["seeds"] = list(range(args.seeds))
+        if args.hyperparam:
+            data["hyperparams"] = {**data.get("hyperparams", {}), **dict(args.hyperparam)}
+        blocker = dict(data.get("blocker", {}))
+        for key in ("margin", "epochs"):
+            if getattr(args, f"blocker_{key}") is not None:
+                blocker[key] = getattr(args, f"blocker_{key}")
+        data["blocker"] = blocker
+        config = ExperimentConfig.from_dict(data, args.config or "the command line")
+        writable_dir(args.out, "--out")
+    out = args.resume or args.out
+    started = time.perf_counter()
+    rows = run_experiment(config, out, resume=bool(args.resume), progress=not args.no_progress)
+    print(f"report: {Path(out) / 'report.md'} ({time.perf_counter() - started:,.0f} s)")
+    for row in rows:
+        shown = {k: row[k] for k in ("catastrophes", "catastrophes_during_human", "catastrophes_after_human",
+                                     "false_negatives", "blocks", "human_labels", "mean_return", "frames")}
+        _print_summary(f"{row['condition']}, seed {row['seed']}", shown, False)
+    if args.json:
+        print(json.dumps({"run_dir": str(out), "runs": rows}, default=str))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from saferl.report import write_report
+
+    rows = write_report(args.dir)
+    print(f"wrote {Path(args.dir) / 'report.md'}, report.json and plots/ ({len(rows)} runs)")
+    if args.json:
+        print(json.dumps({"run_dir": str(args.dir), "runs": rows}, default=str))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every ``saferl`` command."""
     from saferl.oversight import OVERSEERS
@@ -208,6 +267,35 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("dir", help="the Blocker folder (saferl train-blocker --out DIR)")
     evaluate.add_argument("labels", nargs="+", help="label store folders")
     evaluate.add_argument("--plots", help="folder for the precision-recall plot (default: the Blocker folder)")
+
+    experiment = command("experiment", cmd_experiment,
+                         "Run the HIRL experiment (none, penalty_only, hirl) per seed, with a report and plots.")
+    experiment.add_argument("--config", help="an experiment YAML (experiments/*.yml); flags override its values")
+    experiment.add_argument("--game", help="pong, space_invaders or road_runner (default pong)")
+    experiment.add_argument("--agent", help="dqn, a2c, ppo or a3c (default dqn)")
+    experiment.add_argument("--overseer", help="who oversees in HIRL's first phase and gives penalty_only its "
+                            "penalties: scripted or lookahead (default scripted)")
+    experiment.add_argument("--conditions", help="comma-separated, from none, penalty_only, hirl (default all)")
+    experiment.add_argument("--seeds", type=int, help="runs per condition, seeds 0..K-1 (default 1)")
+    experiment.add_argument("--oversight-steps", type=int, help="agent steps of oversight before the Blocker takes over")
+    experiment.add_argument("--total-steps", type=int, help="agent steps per run, all phases")
+    experiment.add_argument("--mode", choices=[mode.value for mode in Mode if mode.enforces],
+                            help="how HIRL blocks (default replace)")
+    experiment.add_argument("--penalty", type=float, help="reward added to a blocked step (default -1)")
+    experiment.add_argument("--device", help="auto (cuda when present), cpu or cuda")
+    experiment.add_argument("--workers", type=int, help="runs trained at once, in separate processes (default 1)")
+    experiment.add_argument("--threads", type=int, help="torch CPU threads per run (default 1)")
+    experiment.add_argument("--checkpoint-every", type=int, help="agent steps between checkpoints (default 10,000)")
+    experiment.add_argument("--blocker-margin", type=float, help="safety margin below the zero-FN threshold")
+    experiment.add_argument("--blocker-epochs", type=int, help="at most this many Blocker epochs")
+    experiment.add_argument("--hyperparam", action="append", type=_hyperparam, metavar="KEY=VALUE",
+                            help="override an agent hyperparameter (repeatable), e.g. learning_starts=5000")
+    experiment.add_argument("--out", help="the run folder (created)")
+    experiment.add_argument("--resume", metavar="RUN_DIR", help="finish an interrupted experiment from its checkpoints")
+    experiment.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+
+    report = command("report", cmd_report, "Write report.md, report.json and plots of an experiment's run folder.")
+    report.add_argument("dir", help="the run folder (saferl experiment --out DIR)")
     return parser
 
 

@@ -23,6 +23,7 @@ from saferl.blocker.data import BlockerData, Preprocessing, Split, load_labels, 
 from saferl.blocker.io import save_blocker
 from saferl.blocker.model import Blocker, ModelConfig, new_blocker
 from saferl.blocker.threshold import Evaluation, evaluate, plot_precision_recall, roc_auc, zero_fn_threshold
+from saferl.device import resolve_device
 from saferl.errors import SaferlError
 
 BALANCES = ("weight", "sample")
@@ -60,19 +61,6 @@ class TrainConfig:
             raise SaferlError(f"unknown balance {self.balance!r} (--balance): choose one of {', '.join(BALANCES)}")
         if min(self.epochs, self.batch_size, self.patience, self.threads or 1) < 1:
             raise SaferlError("--epochs, --batch-size, --patience and --threads must be at least 1")
-
-
-def resolve_device(name: str) -> torch.device:
-    """The torch device ``name`` means (``auto``: cuda when present, else cpu)."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise SaferlError(f"unknown device {name!r} (--device): use auto, cpu or cuda") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise SaferlError(f"--device {name}: no CUDA device is available here; use --device auto or cpu")
-    return device
 
 
 @dataclass

@@ -632,6 +632,10 @@ class LabelStore:
             out["relabeled"][pos] = True
         return out
 
+    def next_episode(self) -> int:
+        """The first episode id after every stored label's (to continue a store's numbering on resume)."""
+        return int(self.arrays()["episode"].max()) + 1 if len(self) else 0
+
     def digest(self) -> str:
         """sha256 (hex) of the data file up to the end of its last valid record: training data provenance."""
         sha, fd = hashlib.sha256(), self._open_fd("digest")

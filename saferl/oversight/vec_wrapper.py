@@ -55,6 +55,23 @@ class VecOversight(VecEnvWrapper):
         self._pending: list[tuple[StepContext, Decision, int, int, bool | None]] = []
         self._returns = np.zeros(self.num_envs)
 
+    def set_overseer(self, overseer: Overseer | None, mode: Mode | str | None = None, label_store: Any | None = None) -> None:
+        """Hand oversight to ``overseer`` from the next step on (the Blocker after the human, in HIRL).
+
+        Open episodes, their contexts and the counters go on; ``mode`` (None: keep) and ``label_store``
+        (None: store no more labels) apply to the new overseer's decisions.
+        """
+        requires = getattr(overseer, "requires", frozenset())
+        if "emulator" in requires and self._emulators is None:
+            raise SaferlError(f"the {overseer.name} overseer simulates the envs: build them with it from the start")
+        if "frame" in requires and self._contexts and self._contexts[0].state.frame is None:
+            raise SaferlError(f"the {overseer.name} overseer reads frames: build the envs with with_frame=True")
+        counters = self.intervention.counters
+        self.intervention = Intervention(mode or self.intervention.mode, self.intervention.penalty, label_store,
+                                         overseer_name=overseer.name if overseer else "none")
+        self.intervention.counters = counters
+        self.overseer = overseer
+
     @property
     def counters(self) -> SafetyCounters:
         """The running safety counters over all envs."""

@@ -1,0 +1,80 @@
+"""What every agent shares: who oversees it (an :class:`OversightSpec`), its hyperparameters, and the protocol
+the experiment pipeline drives (:class:`Agent`)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+import yaml
+
+from saferl.errors import SaferlError
+from saferl.oversight.metrics import SafetyCounters
+
+AGENTS = ("dqn", "a2c", "ppo", "a3c")
+LABELS_FILE = "labels.bin"
+
+
+@dataclass(frozen=True)
+class OversightSpec:
+    """Who oversees the agent's envs during a phase, as plain (picklable) data.
+
+    :param overseer: an overseer name for :func:`saferl.oversight.make_overseer` (``none``, ``scripted``,
+        ``lookahead``, ``blocker:DIR``).
+    :param mode: what a block does (``replace``, ``prune``, ``penalty_only``, ``observe``).
+    :param penalty: the reward added to a blocked step.
+    :param label_dir: where the overseer's decisions are stored as labels (None: nowhere).
+    """
+
+    overseer: str = "none"
+    mode: str = "replace"
+    penalty: float = -1.0
+    label_dir: str | None = None
+
+
+class Agent(Protocol):
+    """A learning agent under oversight, driven phase by phase by :mod:`saferl.pipeline`."""
+
+    @property
+    def num_timesteps(self) -> int:
+        """Agent steps taken so far (all envs together), across phases."""
+
+    @property
+    def counters(self) -> SafetyCounters:
+        """Safety counters of all its envs, across phases."""
+
+    def set_oversight(self, spec: OversightSpec) -> None:
+        """Oversee the agent's steps from now on as ``spec`` says (same agent, same replay buffer)."""
+
+    def learn_until(self, step: int, on_episode: Callable[[dict[str, Any]], None] | None = None) -> None:
+        """Learn until :attr:`num_timesteps` reaches ``step``; ``on_episode`` gets each finished episode's row."""
+
+    def save(self, folder: Path) -> None:
+        """Save what resuming needs (weights, optimizer, replay buffer) to ``folder``, without pickle."""
+
+    def load(self, folder: Path) -> None:
+        """Restore what :meth:`save` wrote."""
+
+    def close(self) -> None:
+        """Close envs and label stores."""
+
+
+def load_hyperparams(agent: str, game: str | None = None, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The agent's hyperparameters: ``hyperparams.yml``'s values, then the game's, then ``overrides``."""
+    if agent not in AGENTS:
+        raise SaferlError(f"unknown agent {agent!r} (--agent): choose one of {', '.join(AGENTS)}")
+    table = yaml.safe_load(resources.files("saferl.agents").joinpath("hyperparams.yml").read_text())
+    params = dict(table[agent])
+    games = params.pop("games", {}) or {}
+    params.update(games.get(game, {}) if game else {})
+    params.update(overrides or {})
+    return params
+
+
+def label_stores(folder: str | os.PathLike[str]) -> list[Path]:
+    """The label stores in ``folder`` (itself, or its subfolders, such as one per A3C worker), sorted."""
+    root = Path(folder)
+    return sorted(path.parent for path in root.rglob(LABELS_FILE))

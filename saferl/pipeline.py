@@ -1,0 +1,433 @@
+"""The HIRL experiment: the paper's three phases against the baselines, one run per condition and seed.
+
+Conditions (PAPER.md):
+
+- ``none``: no oversight (catastrophes are still counted);
+- ``penalty_only``: the overseer's penalty but no block (the reward-shaping baseline);
+- ``hirl``: phase ``oversight``, the overseer blocks and its decisions become labels; then a Blocker is
+  trained on them; phase ``blocker``, the Blocker oversees the rest of training. The same agent (and
+  replay buffer) goes on across the phases.
+
+A run folder (``RUN_DIR/runs/<condition>/seed-<k>/``) holds ``episodes.csv`` and ``curve.csv`` as the
+run goes, a ``checkpoint/`` every ``checkpoint_every`` steps, at each phase's end and on Ctrl-C, and
+``summary.json`` when it is done; :func:`run_experiment` resumes any unfinished run from its checkpoint
+and writes the report (:mod:`saferl.report`).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import multiprocessing
+import os
+import platform
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, field, fields, replace
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+import yaml
+
+from saferl.agents import AGENTS, OversightSpec, label_stores, load_hyperparams, make_agent
+from saferl.agents.sb3_agent import REPLAY_FILE
+from saferl.errors import SaferlError
+from saferl.games import get_game
+from saferl.oversight.metrics import COUNTED, EPISODE_FIELDS
+
+CONDITIONS = ("none", "penalty_only", "hirl")
+CONFIG_FILE = "config.json"
+SUMMARY_FILE = "summary.json"
+STATE_FILE = "state.json"
+EPISODE_COLUMNS = (*EPISODE_FIELDS, "phase", "step", "frames")
+CURVE_COLUMNS = ("step", "frames", "phase", "catastrophes", "blocks", "false_negatives", "false_positives", "labels",
+                 "human_seconds")
+VERSIONED = ("saferl", "torch", "stable-baselines3", "gymnasium", "ale-py", "numpy")
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """One experiment: a game, an agent, conditions and seeds, and the budget.
+
+    :param oversight_steps: agent steps of human (or scripted) oversight before the Blocker takes over.
+    :param total_steps: agent steps per run, all phases together.
+    :param blocker: Blocker training options (``margin``, ``epochs``, ``patience``, ``batch_size``, ...).
+    :param hyperparams: overrides of the agent's ``hyperparams.yml`` values.
+    :param env: ALE settings over the game's (e.g. ``max_num_frames_per_episode: 2000`` to cut episodes).
+    :param workers: runs trained at once, in separate processes.
+    :param threads: torch CPU threads per run (more than one per core made DQN 6x slower on a busy machine).
+    :param checkpoint_every: agent steps between checkpoints.
+    :param last_episodes: ``mean_return`` is the mean game return over this many last episodes.
+    """
+
+    game: str = "pong"
+    agent: str = "dqn"
+    overseer: str = "scripted"
+    conditions: tuple[str, ...] = CONDITIONS
+    seeds: tuple[int, ...] = (0,)
+    oversight_steps: int = 10_000
+    total_steps: int = 50_000
+    mode: str = "replace"
+    penalty: float = -1.0
+    blocker: dict[str, Any] = field(default_factory=dict)
+    hyperparams: dict[str, Any] = field(default_factory=dict)
+    env: dict[str, Any] = field(default_factory=dict)
+    device: str = "auto"
+    workers: int = 1
+    threads: int = 1
+    checkpoint_every: int = 10_000
+    last_episodes: int = 10
+
+    def __post_init__(self) -> None:
+        get_game(self.game)
+        if self.agent not in AGENTS:
+            raise SaferlError(f"unknown agent {self.agent!r} (--agent): choose one of {', '.join(AGENTS)}")
+        unknown = [c for c in self.conditions if c not in CONDITIONS]
+        if unknown or not self.conditions:
+            raise SaferlError(f"unknown condition(s) {unknown} (--conditions): choose from {', '.join(CONDITIONS)}")
+        if not 0 < self.oversight_steps < self.total_steps:
+            raise SaferlError(f"--oversight-steps ({self.oversight_steps}) must be more than 0 and less than "
+                              f"--total-steps ({self.total_steps}): the Blocker takes over in between")
+        if self.overseer == "none" or self.overseer.startswith("blocker:"):
+            raise SaferlError(f"--overseer {self.overseer}: HIRL needs a labelling overseer (scripted, lookahead)")
+        if min(self.workers, self.threads, self.checkpoint_every, self.last_episodes) < 1 or not self.seeds:
+            raise SaferlError("--workers, --threads, --checkpoint-every and --last-episodes must be at least 1, "
+                              "and --seeds at least 1")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able data."""
+        return {**asdict(self), "conditions": list(self.conditions), "seeds": list(self.seeds)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "the config") -> ExperimentConfig:
+        """The config ``data`` describes; unknown keys are an error naming ``source``."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise SaferlError(f"{source}: unknown key(s) {unknown}; known: {', '.join(sorted(known))}")
+        data = dict(data)
+        for key in ("conditions", "seeds"):
+            if key in data:
+                value = data[key]
+                value = value.split(",") if isinstance(value, str) else value
+                data[key] = tuple(int(v) if key == "seeds" else str(v).strip() for v in value)
+        return cls(**data)
+
+
+def load_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """An experiment config from a YAML or JSON file (``experiments/*.yml``)."""
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as err:
+        raise SaferlError(f"cannot read the experiment config {path} (--config): {err}") from None
+    if not isinstance(data, dict):
+        raise SaferlError(f"{path} (--config) must hold a mapping of experiment settings")
+    return data
+
+
+@dataclass(frozen=True)
+class Phase:
+    """A span of a run under one oversight: ``name`` until agent step ``end``."""
+
+    name: str
+    end: int
+    spec: OversightSpec
+
+
+def phases(config: ExperimentConfig, condition: str, folder: Path) -> list[Phase]:
+    """The phases of ``condition``'s runs (the Blocker folder and labels live in the run ``folder``)."""
+    if condition == "none":
+        return [Phase("training", config.total_steps, OversightSpec("none", "observe", config.penalty))]
+    if condition == "penalty_only":
+        return [Phase("training", config.total_steps, OversightSpec(config.overseer, "penalty_only", config.penalty))]
+    human = OversightSpec(config.overseer, config.mode, config.penalty, str(folder / "labels"))
+    blocker = OversightSpec(f"blocker:{folder / 'blocker'}", config.mode, config.penalty)
+    return [Phase("oversight", config.oversight_steps, human), Phase("blocker", config.total_steps, blocker)]
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of Python and the packages a result depends on."""
+    versions = {"python": platform.python_version()}
+    for name in VERSIONED:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def _write_json(path: Path, data: Any) -> None:
+    """Write JSON atomically (a crash leaves the old file or the new one, never half of one)."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=2))
+    os.replace(tmp, path)
+
+
+class _Table:
+    """A CSV file appended row by row and flushed, truncated to ``rows`` rows when a run resumes."""
+
+    def __init__(self, path: Path, columns: Sequence[str], rows: int = 0) -> None:
+        self.path, self.columns, self.rows = path, tuple(columns), 0
+        kept: list[str] = []
+        if rows and path.exists():
+            kept = path.read_text().splitlines()[1:rows + 1]
+        with path.open("w", newline="") as file:
+            file.write(",".join(self.columns) + "\n" + "".join(line + "\n" for line in kept))
+        self.rows = len(kept)
+        self._file = path.open("a", newline="")
+        self._writer = csv.DictWriter(self._file, fieldnames=self.columns, extrasaction="ignore")
+
+    def write(self, row: dict[str, Any]) -> None:
+        self._writer.writerow(row)
+        self._file.flush()
+        self.rows += 1
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class Run:
+    """One (condition, seed) run: its phases, agent, files and checkpoints."""
+
+    def __init__(self, config: ExperimentConfig, condition: str, seed: int, folder: Path, threads: int | None = None,
+                 position: int = 0, progress: bool = True) -> None:
+        self.config, self.condition, self.seed, self.folder = config, condition, seed, folder
+        self.threads, self.position, self.progress = threads, position, progress
+        self.game = get_game(config.game)
+        self.phases = phases(config, condition, folder)
+        self.checkpoint = folder / "checkpoint"
+        self.frameskip = int(self.game.env_kwargs.get("frameskip", 4))
+
+    @property
+    def done(self) -> bool:
+        return (self.folder / SUMMARY_FILE).exists()
+
+    def _state(self) -> dict[str, Any]:
+        """The saved state of an interrupted run, or a fresh one."""
+        path = self.checkpoint / STATE_FILE
+        if not path.exists():
+            return {"phase": 0, "totals": None, "episodes_rows": 0, "curve_rows": 0, "handover": None,
+                    "blocker": None, "seconds": 0.0}
+        try:
+            return json.loads(path.read_text())
+        except ValueError as err:
+            raise SaferlError(f"{path} is damaged ({err}): delete {self.folder} to start this run afresh") from None
+
+    def execute(self) -> dict[str, Any]:
+        """Run (or resume) to the end; return the summary (also written to ``summary.json``)."""
+        import torch
+        from tqdm import tqdm
+
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        state = self._state()
+        phase = self.phases[state["phase"]]
+        needs_frames = self.condition == "hirl"
+        agent = make_agent(self.config.agent, self.game, self.config.total_steps, phase.spec, seed=self.seed,
+                           device=self.config.device, hyperparams=self.config.hyperparams, with_frame=needs_frames,
+                           log_dir=self.folder / "tensorboard", env_kwargs=self.config.env)
+        if state["totals"] is not None:
+            agent.load(self.checkpoint / "agent")
+            agent.counters.totals.update(state["totals"])
+        episodes = _Table(self.folder / "episodes.csv", EPISODE_COLUMNS, state["episodes_rows"])
+        curve = _Table(self.folder / "curve.csv", CURVE_COLUMNS, state["curve_rows"])
+        started = time.perf_counter() - state["seconds"]
+        bar = tqdm(total=self.config.total_steps, initial=agent.num_timesteps, unit="step", position=self.position,
+                   desc=f"{self.condition} seed {self.seed}", disable=not self.progress, leave=True, dynamic_ncols=True)
+        every = max(1, self.config.total_steps // 2000)
+
+        def sample(name: str, force: bool = False) -> None:
+            step = agent.num_timesteps
+            if force or curve.rows == 0 or step // every > self._last_sample // every:
+                self._last_sample = step
+                curve.write({"step": step, "frames": step * self.frameskip, "phase": name,
+                             **{k: agent.counters.totals[k] for k in CURVE_COLUMNS[3:]}})
+
+        self._last_sample = agent.num_timesteps
+
+        def save(index: int) -> None:
+            state.update(phase=index, totals=dict(agent.counters.totals), episodes_rows=episodes.rows,
+                         curve_rows=curve.rows, seconds=time.perf_counter() - started)
+            tmp = self.folder / "checkpoint.tmp"
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir()
+            agent.save(tmp / "agent")
+            _write_json(tmp / STATE_FILE, state)
+            old = self.folder / "checkpoint.old"
+            shutil.rmtree(old, ignore_errors=True)
+            if self.checkpoint.exists():
+                os.replace(self.checkpoint, old)
+            os.replace(tmp, self.checkpoint)
+            shutil.rmtree(old, ignore_errors=True)
+
+        first = index = state["phase"]
+        try:
+            for index in range(first, len(self.phases)):
+                phase = self.phases[index]
+                if phase.name == "blocker" and state["blocker"] is None:
+                    state["blocker"] = self._train_blocker()
+                    save(index)
+                if index != first:
+                    agent.set_oversight(phase.spec)
+
+                def on_episode(row: dict[str, Any], name: str = phase.name) -> None:
+                    step = agent.num_timesteps
+                    episodes.write({**row, "phase": name, "step": step, "frames": step * self.frameskip})
+                    sample(name)
+
+                while agent.num_timesteps < phase.end:
+                    step, every_ckpt = agent.num_timesteps, self.config.checkpoint_every
+                    stops = [phase.end, (step // every_ckpt + 1) * every_ckpt]
+                    if state["handover"] is None:
+                        stops.append(self.config.oversight_steps)
+                    agent.learn_until(min(s for s in stops if s > step), on_episode, lambda n: bar.update(n - bar.n))
+                    if state["handover"] is None and agent.num_timesteps >= self.config.oversight_steps:
+                        state["handover"] = {"step": agent.num_timesteps, **agent.counters.totals}
+                    sample(phase.name, force=True)
+                    save(index)
+        except KeyboardInterrupt:
+            save(index)
+            raise
+        finally:
+            bar.close()
+            episodes.close()
+            curve.close()
+            agent.close()
+        summary = self._summary(agent, state, time.perf_counter() - started)
+        _write_json(self.folder / SUMMARY_FILE, summary)
+        for replay in self.checkpoint.rglob(REPLAY_FILE):  # only resuming needs it; the weights stay
+            replay.unlink()
+        return summary
+
+    def _train_blocker(self) -> dict[str, Any]:
+        """Phase 2: fit the Blocker on this run's labels; return its held-out figures."""
+        from saferl.blocker import TrainConfig, fit_blocker
+
+        options = dict(self.config.blocker)
+        margin = float(options.pop("margin", 0.0))
+        options.setdefault("seed", self.seed)
+        options.setdefault("device", self.config.device)
+        options.setdefault("threads", self.threads)
+        options.setdefault("progress", self.progress)
+        try:
+            train_config = TrainConfig(**options)
+        except TypeError as err:
+            raise SaferlError(f"blocker options {self.config.blocker}: {err}") from None
+        stores = label_stores(self.folder / "labels")
+        result = fit_blocker(stores, self.game.name, out=self.folder / "blocker", config=train_config, margin=margin)
+        summary = result.summary()
+        return {key: summary[key] for key in ("labels", "blocks", "examples", "positives", "false_negatives",
+                                              "false_positive_rate", "auc", "threshold", "train_seconds")}
+
+    def _summary(self, agent: Any, state: dict[str, Any], seconds: float) -> dict[str, Any]:
+        """The run's report row."""
+        from saferl.report import read_csv
+
+        totals = agent.counters.totals
+        handover = state["handover"] or {"step": self.config.oversight_steps, **dict.fromkeys(COUNTED, 0)}
+        rows = read_csv(self.folder / "episodes.csv")
+        returns = rows.get("game_return", np.empty(0))[-self.config.last_episodes:]
+        human = self.condition != "none"
+        summary = {
+            "condition": self.condition,
+            "seed": self.seed,
+            "steps": agent.num_timesteps,
+            "frames": agent.num_timesteps * self.frameskip,
+            "handover_step": int(handover["step"]),
+            "catastrophes": int(totals["catastrophes"]),
+            "catastrophes_during_human": int(handover["catastrophes"]),
+            "catastrophes_after_human": int(totals["catastrophes"] - handover["catastrophes"]),
+            "false_negatives": int(totals["false_negatives"]),
+            "false_positives": int(totals["false_positives"]),
+            "blocks": int(totals["blocks"]),
+            "human_labels": int(self._human_labels(agent) if human else 0),
+            "human_seconds": float(handover["human_seconds"] if self.condition == "hirl" else totals["human_seconds"]),
+            "mean_return": float(np.mean(returns)) if len(returns) else None,
+            "episodes": int(len(rows.get("game_return", ()))),
+            "seconds": round(seconds, 1),
+        }
+        if state["blocker"] is not None:
+            summary["blocker"] = state["blocker"]
+        return summary
+
+    def _human_labels(self, agent: Any) -> int:
+        """Decisions the human (or scripted stand-in) made: every label stored for hirl (a crash can add labels
+        for steps redone on resume: they were still given); every step it reviewed for ``penalty_only``."""
+        if self.condition == "hirl":
+            from saferl.oversight.label_store import LabelStore
+
+            total = 0
+            for path in label_stores(self.folder / "labels"):
+                with LabelStore.open(path) as store:
+                    total += len(store)
+            return total
+        return int(agent.counters.totals["steps"])
+
+
+def _execute(args: tuple[ExperimentConfig, str, int, str, int | None, int, bool]) -> dict[str, Any]:
+    """Run one (condition, seed) in a worker process."""
+    config, condition, seed, folder, threads, position, progress = args
+    return Run(config, condition, seed, Path(folder), threads, position, progress).execute()
+
+
+def run_folder(root: Path, condition: str, seed: int) -> Path:
+    """Where the run of ``condition`` and ``seed`` lives."""
+    return root / "runs" / condition / f"seed-{seed}"
+
+
+def run_experiment(config: ExperimentConfig | None, out: str | os.PathLike[str], resume: bool = False,
+                   progress: bool = True) -> list[dict[str, Any]]:
+    """Run every condition and seed of ``config`` into ``out`` (or, with ``resume``, finish the experiment
+    in ``out`` with its saved config), then write the report. Returns the report rows."""
+    from saferl.report import write_report
+
+    root = Path(out)
+    config = _prepare(config, root, resume)
+    todo = [(c, s) for s in config.seeds for c in config.conditions if not (run_folder(root, c, s) / SUMMARY_FILE).exists()]
+    workers = min(config.workers, len(todo)) or 1
+    # hirl runs first: they are the longest (phase 2 trains the Blocker).
+    todo.sort(key=lambda run: run[0] != "hirl")
+    jobs = [(config, c, s, str(run_folder(root, c, s)), config.threads, k % workers, progress)
+            for k, (c, s) in enumerate(todo)]
+    if workers == 1:
+        for job in jobs:
+            _execute(job)
+    else:
+        with multiprocessing.get_context("spawn").Pool(workers, maxtasksperchild=1) as pool:
+            for _ in pool.imap_unordered(_execute, jobs):
+                pass
+    return write_report(root)
+
+
+def _prepare(config: ExperimentConfig | None, root: Path, resume: bool) -> ExperimentConfig:
+    """The experiment's config: saved in ``root/config.json`` (new run) or read from it (``resume``)."""
+    path = root / CONFIG_FILE
+    if resume:
+        if not path.exists():
+            raise SaferlError(f"--resume {root}: there is no {CONFIG_FILE} there; is it a run folder of "
+                              "saferl experiment --out?")
+        try:
+            saved = json.loads(path.read_text())["config"]
+        except (ValueError, KeyError) as err:
+            raise SaferlError(f"{path} is damaged ({err}); it cannot be resumed") from None
+        return ExperimentConfig.from_dict(saved, str(path))
+    if config is None:
+        raise SaferlError("give an experiment config, or --resume RUN_DIR")
+    if path.exists():
+        raise SaferlError(f"{root} already holds an experiment: use --resume {root} to finish it, or another --out")
+    root.mkdir(parents=True, exist_ok=True)
+    if not os.access(root, os.W_OK):
+        raise SaferlError(f"--out {root} is not writable")
+    resolved = {"config": config.to_dict(), "hyperparams": load_hyperparams(config.agent, config.game, config.hyperparams),
+                "frameskip": int(get_game(config.game).env_kwargs.get("frameskip", 4)), "versions": package_versions(),
+                "command": sys.argv, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    # The report reads a flat config: its keys at the top level beside the nested record.
+    _write_json(path, {**config.to_dict(), **resolved})
+    return config
+
+
+__all__ = ["CONDITIONS", "ExperimentConfig", "Phase", "Run", "load_config_file", "phases", "run_experiment"]

@@ -1,0 +1,108 @@
+"""SB3 agents under oversight: real Pong, tiny budgets, the hand-over between overseers, safe save and load."""
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from saferl.agents import OversightSpec, load_hyperparams, make_agent
+from saferl.errors import SaferlError
+from saferl.games import get_game
+from saferl.oversight.label_store import LabelStore
+
+PONG = get_game("pong")
+TINY = {
+    "dqn": {"n_envs": 2, "buffer_size": 1000, "learning_starts": 100, "train_freq": 4},
+    "a2c": {"n_envs": 2, "n_steps": 8},
+    "ppo": {"n_envs": 2, "n_steps": 32, "batch_size": 32, "n_epochs": 1},
+}
+
+
+@pytest.mark.parametrize("name", sorted(TINY))
+def test_agent_learns_under_oversight_and_hands_over_without_reset(name, tmp_path):
+    torch.set_num_threads(1)
+    human = OversightSpec("scripted", "replace", -1.0, str(tmp_path / "labels"))
+    agent = make_agent(name, PONG, 600, human, seed=0, hyperparams=TINY[name], with_frame=True)
+    before = [p.detach().clone() for p in agent.model.policy.parameters()]
+    agent.learn_until(300)
+    totals = dict(agent.counters.totals)
+    assert 300 <= agent.num_timesteps < 300 + 64
+    assert totals["steps"] == agent.num_timesteps
+    assert totals["blocks"] > 0 and totals["catastrophes"] == 0, "the scripted rule blocks every catastrophe"
+    assert totals["labels"] == totals["steps"]
+    agent.set_oversight(OversightSpec("none", "observe"))
+    agent.learn_until(600)
+    assert agent.counters.totals["steps"] == agent.num_timesteps >= 600
+    assert agent.counters.totals["labels"] == totals["labels"], "no labels once the human stops"
+    assert agent.counters.totals["catastrophes"] > 0, "nobody blocks: a learning Pong agent meets the bottom"
+    changed = [not torch.equal(a, b) for a, b in zip(before, agent.model.policy.parameters())]
+    assert any(changed), "the agent learned"
+    with LabelStore.open(tmp_path / "labels") as store:
+        assert len(store) == totals["labels"]
+    agent.close()
+
+
+def test_saved_agent_resumes_with_weights_counters_and_replay_buffer(tmp_path):
+    spec = OversightSpec("scripted", "replace")
+    agent = make_agent("dqn", PONG, 400, spec, seed=1, hyperparams=TINY["dqn"])
+    agent.learn_until(200)
+    agent.save(tmp_path / "ck")
+    again = make_agent("dqn", PONG, 400, spec, seed=2, hyperparams=TINY["dqn"])
+    again.load(tmp_path / "ck")
+    assert again.num_timesteps == agent.num_timesteps
+    assert again.model.replay_buffer.pos == agent.model.replay_buffer.pos
+    np.testing.assert_array_equal(again.model.replay_buffer.observations, agent.model.replay_buffer.observations)
+    obs = np.random.default_rng(0).integers(0, 255, (3, 4, 84, 84), dtype=np.uint8).transpose(0, 2, 3, 1)
+    np.testing.assert_array_equal(again.model.predict(obs, deterministic=True)[0],
+                                  agent.model.predict(obs, deterministic=True)[0])
+    again.learn_until(400)
+    assert again.num_timesteps >= 400
+    agent.close()
+    again.close()
+
+
+class _Exploit:
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("touch /tmp/saferl-agent-pwned",))
+
+
+def test_loading_refuses_a_pickle_in_place_of_the_weights(tmp_path):
+    import os
+
+    agent = make_agent("dqn", PONG, 400, OversightSpec(), seed=0, hyperparams=TINY["dqn"])
+    agent.save(tmp_path / "ck")
+    (tmp_path / "ck" / "params.pt").write_bytes(pickle.dumps({"policy": _Exploit()}))
+    with pytest.raises(SaferlError, match="params.pt|cannot resume"):
+        agent.load(tmp_path / "ck")
+    assert not os.path.exists("/tmp/saferl-agent-pwned")
+    agent.close()
+
+
+def test_hyperparams_come_from_yaml_with_overrides_and_unknown_agents_are_refused():
+    params = load_hyperparams("ppo", "pong", {"n_envs": 2})
+    assert params["n_steps"] == 128 and params["n_envs"] == 2 and params["learning_rate"] == "lin_2.5e-4"
+    with pytest.raises(SaferlError, match="--agent"):
+        load_hyperparams("sarsa")
+
+
+def test_a3c_agent_labels_per_worker_then_hands_over(tmp_path):
+    from saferl.agents import label_stores
+
+    human = OversightSpec("scripted", "replace", -1.0, str(tmp_path / "labels"))
+    agent = make_agent("a3c", PONG, 1200, human, seed=0, hyperparams={"n_workers": 2, "lstm": False})
+    agent.learn_until(600)
+    totals = dict(agent.counters.totals)
+    assert totals["steps"] == agent.num_timesteps == 600
+    assert totals["blocks"] > 0 and totals["catastrophes"] == 0
+    stores = label_stores(tmp_path / "labels")
+    assert [p.name for p in stores] == ["worker-0", "worker-1"]
+    assert sum(len(LabelStore.open(p)) for p in stores) == totals["labels"] == 600
+    agent.save(tmp_path / "ck")
+    agent.set_oversight(OversightSpec("none", "observe"))
+    agent.load(tmp_path / "ck")
+    agent.learn_until(1200)
+    assert agent.counters.totals["steps"] == 1200 and agent.counters.totals["labels"] == 600
+    agent.close()

@@ -1,0 +1,120 @@
+"""The HIRL experiment end to end on real Pong at a tiny budget: phases, files, report, resume after a kill."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from saferl.cli import main
+from saferl.oversight.label_store import LabelStore
+from saferl.pipeline import ExperimentConfig, run_experiment
+
+TINY = {"n_envs": 8, "buffer_size": 2000, "learning_starts": 200, "exploration_fraction": 1.0}
+CUT = {"max_num_frames_per_episode": 320}  # 80 agent steps: episodes end inside the budget
+
+
+def tiny_config(**changes):
+    settings = dict(game="pong", agent="dqn", oversight_steps=800, total_steps=1600, checkpoint_every=800,
+                    hyperparams=TINY, env=CUT, blocker={"epochs": 3, "margin": 0.01})
+    settings.update(changes)
+    return ExperimentConfig.from_dict(settings)
+
+
+def read_rows(path):
+    with path.open() as file:
+        return list(csv.DictReader(file))
+
+
+def test_experiment_runs_the_three_conditions_and_reports_the_counted_figures(tmp_path):
+    rows = run_experiment(tiny_config(), tmp_path / "run", progress=False)
+    run = tmp_path / "run"
+    by_condition = {row["condition"]: row for row in rows}
+    assert list(by_condition) == ["none", "penalty_only", "hirl"]
+    for condition, row in by_condition.items():
+        folder = run / "runs" / condition / "seed-0"
+        curve, episodes = read_rows(folder / "curve.csv"), read_rows(folder / "episodes.csv")
+        assert row["steps"] >= 1600 and row["frames"] == 4 * row["steps"]
+        assert float(curve[-1]["catastrophes"]) == row["catastrophes"], "the curve ends at the reported total"
+        steps = [int(r["step"]) for r in curve]
+        assert steps == sorted(steps)
+        assert row["catastrophes_during_human"] + row["catastrophes_after_human"] == row["catastrophes"]
+        assert episodes, "episodes are cut at 80 steps"
+        assert sum(float(r["catastrophes"]) for r in episodes) <= row["catastrophes"]
+        assert row["mean_return"] is not None
+    none, shaped, hirl = by_condition["none"], by_condition["penalty_only"], by_condition["hirl"]
+    assert none["blocks"] == 0 and none["catastrophes"] > 0 and none["human_labels"] == 0
+    assert shaped["blocks"] > 0 and shaped["catastrophes"] > 0, "penalties do not stop an exploring agent"
+    assert shaped["human_labels"] == shaped["steps"], "the reward-shaping baseline needs the human all along"
+    assert hirl["catastrophes_during_human"] == 0, "the scripted overseer blocks every catastrophe"
+    with LabelStore.open(run / "runs" / "hirl" / "seed-0" / "labels") as store:
+        assert len(store) == hirl["human_labels"] >= 800
+    phases = {r["phase"] for r in read_rows(run / "runs" / "hirl" / "seed-0" / "episodes.csv")}
+    assert phases == {"oversight", "blocker"}
+    assert (run / "runs" / "hirl" / "seed-0" / "blocker" / "blocker.json").exists()
+    assert hirl["blocker"]["labels"] == len(store)
+    report = (run / "report.md").read_text()
+    for condition in by_condition:
+        assert f"`{condition}`" in report
+    assert f" {none['catastrophes']:,} " in report and f" {shaped['blocks']:,} " in report
+    assert json.loads((run / "report.json").read_text()) == rows
+    for plot in ("catastrophes.png", "returns.png"):
+        assert (run / "plots" / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    config = json.loads((run / "config.json").read_text())
+    assert config["config"]["total_steps"] == 1600 and "torch" in config["versions"]
+    assert config["hyperparams"]["buffer_size"] == 2000
+
+
+def test_a_killed_experiment_resumes_without_resetting_counters_or_losing_labels(tmp_path):
+    run = tmp_path / "run"
+    args = ["experiment", "--game", "pong", "--agent", "dqn", "--conditions", "hirl", "--oversight-steps", "1200",
+            "--total-steps", "2000", "--checkpoint-every", "400", "--blocker-epochs", "3",
+            "--out", str(run), "--no-progress"]
+    for key, value in TINY.items():
+        args += ["--hyperparam", f"{key}={value}"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen([sys.executable, "-m", "saferl.cli", *args], env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    state = run / "runs" / "hirl" / "seed-0" / "checkpoint" / "state.json"
+    deadline = time.time() + 300
+    while time.time() < deadline and process.poll() is None:
+        if state.exists() and json.loads(state.read_text())["totals"]["steps"] >= 400:
+            break
+        time.sleep(0.5)
+    time.sleep(2)  # kill it between checkpoints
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    saved = json.loads(state.read_text())
+    assert 400 <= saved["totals"]["steps"] < 2000, "killed before the end"
+    labels_before = len(LabelStore.open(run / "runs" / "hirl" / "seed-0" / "labels", recover=True))
+    assert labels_before >= saved["totals"]["labels"]
+
+    assert main(["experiment", "--resume", str(run), "--no-progress"]) == 0
+    row = json.loads((run / "report.json").read_text())[0]
+    assert row["steps"] >= 2000
+    assert row["human_labels"] >= max(labels_before, 1200), "no label lost"
+    curve = read_rows(run / "runs" / "hirl" / "seed-0" / "curve.csv")
+    steps = [int(r["step"]) for r in curve]
+    assert steps == sorted(steps) and steps[0] <= saved["totals"]["steps"], "the curve goes on from the checkpoint"
+    for key in ("catastrophes", "blocks", "labels"):
+        values = [float(r[key]) for r in curve]
+        assert values == sorted(values), f"cumulative {key} never reset"
+    assert row["blocks"] >= saved["totals"]["blocks"]
+
+
+def test_bad_experiment_settings_fail_with_one_clear_message(tmp_path, capsys):
+    assert main(["experiment", "--game", "pong", "--oversight-steps", "500", "--total-steps", "400",
+                 "--out", str(tmp_path / "a")]) == 2
+    assert "--oversight-steps" in capsys.readouterr().err
+    bad = tmp_path / "bad.yml"
+    bad.write_text("game: pong\nlearning_rate: 3\n")
+    assert main(["experiment", "--config", str(bad), "--out", str(tmp_path / "b")]) == 2
+    assert "bad.yml" in capsys.readouterr().err
+    assert main(["experiment", "--resume", str(tmp_path / "nothing")]) == 2
+    assert "--resume" in capsys.readouterr().err
+    assert main(["experiment", "--conditions", "hirl,yolo", "--out", str(tmp_path / "c")]) == 2
+    assert "yolo" in capsys.readouterr().err
