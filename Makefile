@@ -17,8 +17,15 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -e ".[test]"
 	touch $@
 
+MAIN_RUN ?= runs/pong-quick
+
+# The main job; run again, it resumes an interrupted experiment (or just rewrites a finished one's report).
 run: install
-	$(VENV)/bin/saferl oversee --game pong --overseer scripted --steps 5000 --seed 0 --out runs/pong-labels
+	if [ -f $(MAIN_RUN)/config.json ]; then \
+		$(VENV)/bin/saferl experiment --resume $(MAIN_RUN); \
+	else \
+		$(VENV)/bin/saferl experiment --config experiments/pong_quick.yml --out $(MAIN_RUN); \
+	fi
 
 test: install
 	$(PY) -m pytest -n 2 -q

@@ -21,13 +21,14 @@ import json
 import multiprocessing
 import os
 import platform
+import queue
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import yaml
@@ -35,6 +36,7 @@ import yaml
 from saferl.agents import AGENTS, OversightSpec, label_stores, load_hyperparams, make_agent
 from saferl.agents.sb3_agent import REPLAY_FILE
 from saferl.errors import SaferlError
+from saferl.files import write_json
 from saferl.games import get_game
 from saferl.oversight.metrics import COUNTED, EPISODE_FIELDS
 
@@ -159,13 +161,6 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def _write_json(path: Path, data: Any) -> None:
-    """Write JSON atomically (a crash leaves the old file or the new one, never half of one)."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2))
-    os.replace(tmp, path)
-
-
 class _Table:
     """A CSV file appended row by row and flushed, truncated to ``rows`` rows when a run resumes."""
 
@@ -225,6 +220,8 @@ class Run:
             torch.set_num_threads(self.threads)
         self.folder.mkdir(parents=True, exist_ok=True)
         state = self._state()
+        if self.phases[state["phase"]].name == "blocker" and state["blocker"] is None:
+            state["phase"] -= 1  # stopped while the Blocker trained: the agent is still under the human's oversight
         phase = self.phases[state["phase"]]
         needs_frames = self.condition == "hirl"
         agent = make_agent(self.config.agent, self.game, self.config.total_steps, phase.spec, seed=self.seed,
@@ -256,7 +253,7 @@ class Run:
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir()
             agent.save(tmp / "agent")
-            _write_json(tmp / STATE_FILE, state)
+            write_json(tmp / STATE_FILE, state)
             old = self.folder / "checkpoint.old"
             shutil.rmtree(old, ignore_errors=True)
             if self.checkpoint.exists():
@@ -298,7 +295,7 @@ class Run:
             curve.close()
             agent.close()
         summary = self._summary(agent, state, time.perf_counter() - started)
-        _write_json(self.folder / SUMMARY_FILE, summary)
+        write_json(self.folder / SUMMARY_FILE, summary)
         for replay in self.checkpoint.rglob(REPLAY_FILE):  # only resuming needs it; the weights stay
             replay.unlink()
         return summary
@@ -368,10 +365,52 @@ class Run:
         return int(agent.counters.totals["steps"])
 
 
-def _execute(args: tuple[ExperimentConfig, str, int, str, int | None, int, bool]) -> dict[str, Any]:
-    """Run one (condition, seed) in a worker process."""
-    config, condition, seed, folder, threads, position, progress = args
+Job = tuple[ExperimentConfig, str, int, str, int, int, bool]
+
+
+def _execute(job: Job) -> dict[str, Any]:
+    """Run one (condition, seed)."""
+    config, condition, seed, folder, threads, position, progress = job
     return Run(config, condition, seed, Path(folder), threads, position, progress).execute()
+
+
+def _worker(jobs: list[Job], failures: Any) -> None:
+    """A worker process: its runs one after the other. Ctrl-C reaches every process of the terminal, so the
+    run in progress saves its checkpoint and the worker stops; a failure is reported and the worker stops."""
+    for job in jobs:
+        try:
+            _execute(job)
+        except KeyboardInterrupt:
+            return
+        except BaseException as err:  # noqa: BLE001 - report anything to the parent
+            import traceback
+
+            failures.put(f"{job[1]} seed {job[2]}: {err}\n{traceback.format_exc()}")
+            return
+
+
+def _run_in_workers(jobs: list[Job], workers: int) -> None:
+    """Run ``jobs`` in ``workers`` processes (job k in process k mod workers, in order)."""
+    context = multiprocessing.get_context("spawn")
+    failures = context.Queue()
+    processes = [context.Process(target=_worker, args=(jobs[k::workers], failures)) for k in range(workers)]
+    for process in processes:
+        process.start()
+    try:
+        for process in processes:
+            process.join()
+    except KeyboardInterrupt:
+        for process in processes:  # they are saving their checkpoints
+            process.join()
+        raise
+    errors = []
+    while True:
+        try:
+            errors.append(failures.get(timeout=0.2))
+        except queue.Empty:
+            break
+    if errors or any(process.exitcode for process in processes):
+        raise SaferlError("runs failed (finish the rest with --resume):\n" + "\n".join(errors or ["a worker died"]))
 
 
 def run_folder(root: Path, condition: str, seed: int) -> Path:
@@ -397,9 +436,7 @@ def run_experiment(config: ExperimentConfig | None, out: str | os.PathLike[str],
         for job in jobs:
             _execute(job)
     else:
-        with multiprocessing.get_context("spawn").Pool(workers, maxtasksperchild=1) as pool:
-            for _ in pool.imap_unordered(_execute, jobs):
-                pass
+        _run_in_workers(jobs, workers)
     return write_report(root)
 
 
@@ -426,7 +463,7 @@ def _prepare(config: ExperimentConfig | None, root: Path, resume: bool) -> Exper
                 "frameskip": int(get_game(config.game).env_kwargs.get("frameskip", 4)), "versions": package_versions(),
                 "command": sys.argv, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     # The report reads a flat config: its keys at the top level beside the nested record.
-    _write_json(path, {**config.to_dict(), **resolved})
+    write_json(path, {**config.to_dict(), **resolved})
     return config
 
 

@@ -8,7 +8,6 @@ import subprocess
 import sys
 import time
 
-import pytest
 
 from saferl.cli import main
 from saferl.oversight.label_store import LabelStore
@@ -104,6 +103,33 @@ def test_a_killed_experiment_resumes_without_resetting_counters_or_losing_labels
         values = [float(r[key]) for r in curve]
         assert values == sorted(values), f"cumulative {key} never reset"
     assert row["blocks"] >= saved["totals"]["blocks"]
+
+
+def test_ctrl_c_saves_every_run_in_progress_and_resume_finishes_them(tmp_path):
+    run = tmp_path / "run"
+    args = ["experiment", "--game", "pong", "--agent", "dqn", "--conditions", "none,hirl", "--workers", "2",
+            "--oversight-steps", "1200", "--total-steps", "2400", "--checkpoint-every", "800", "--blocker-epochs", "3",
+            "--out", str(run), "--no-progress"]
+    for key, value in TINY.items():
+        args += ["--hyperparam", f"{key}={value}"]
+    process = subprocess.Popen([sys.executable, "-m", "saferl.cli", *args], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, start_new_session=True)
+    states = [run / "runs" / c / "seed-0" / "checkpoint" / "state.json" for c in ("none", "hirl")]
+    deadline = time.time() + 300
+    while time.time() < deadline and not all(state.exists() for state in states):
+        time.sleep(0.5)
+    time.sleep(3)
+    os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole process group
+    assert process.wait(timeout=120) == 130, process.stderr.read().decode()[-2000:]
+    saved = [json.loads(state.read_text())["totals"]["steps"] for state in states]
+    assert all(800 <= steps < 2400 for steps in saved)
+    assert any(steps % 800 for steps in saved), "a checkpoint taken at the interrupt, between the periodic ones"
+    assert not (run / "report.json").exists()
+
+    assert main(["experiment", "--resume", str(run), "--no-progress"]) == 0
+    rows = json.loads((run / "report.json").read_text())
+    assert [row["condition"] for row in rows] == ["none", "hirl"]
+    assert all(row["steps"] >= 2400 for row in rows)
 
 
 def test_bad_experiment_settings_fail_with_one_clear_message(tmp_path, capsys):

@@ -28,7 +28,6 @@ each worker is in when :meth:`A3C.learn` ends is closed as well (its env is clos
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import os
 import pickle
@@ -51,6 +50,7 @@ from torch import nn
 
 from saferl.device import resolve_device
 from saferl.errors import SaferlError
+from saferl.files import atomic_path, read_format_json, write_json
 from saferl.oversight.metrics import SafetyCounters
 
 EnvFactory = Callable[[int], gym.Env]
@@ -683,9 +683,8 @@ class A3C:
         tensors = {f"model.{name}": value for name, value in self.model.state_dict().items()}
         tensors.update({f"optimizer.{name}": value for name, value in self.optimizer.state_dict().items()})
         tensors = {name: value.detach().cpu().clone().contiguous() for name, value in tensors.items()}
-        tmp = weights.with_name(f".{weights.name}.tmp-{os.getpid()}")
-        save_file(tensors, str(tmp), metadata={"format": FORMAT})
-        os.replace(tmp, weights)
+        with atomic_path(weights) as tmp:
+            save_file(tensors, str(tmp), metadata={"format": FORMAT})
         import saferl
 
         metadata = {
@@ -702,9 +701,7 @@ class A3C:
             "weights": weights.name,
             "weights_sha256": hashlib.sha256(weights.read_bytes()).hexdigest(),
         }
-        tmp = metadata_path.with_name(f".{metadata_path.name}.tmp-{os.getpid()}")
-        tmp.write_text(json.dumps(metadata, indent=1))
-        os.replace(tmp, metadata_path)
+        write_json(metadata_path, metadata)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], env_factory: EnvFactory | None = None,
@@ -723,18 +720,8 @@ class A3C:
         from safetensors.torch import load_file
 
         weights, metadata_path = cls._paths(path)
-        try:
-            metadata = json.loads(metadata_path.read_text())
-        except FileNotFoundError:
-            raise SaferlError(f"no A3C agent at {path} ({metadata_path} is missing): train and save one first") \
-                from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise SaferlError(f"{metadata_path} is not readable A3C metadata ({err}): retrain or restore it") from None
-        if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
-            raise SaferlError(f"{metadata_path} is not a saferl A3C agent's metadata (format is not {FORMAT!r})")
-        if metadata.get("format_version") != FORMAT_VERSION:
-            raise SaferlError(f"{metadata_path} has A3C format version {metadata.get('format_version')}; this saferl "
-                              f"reads version {FORMAT_VERSION}")
+        metadata = read_format_json(metadata_path, FORMAT, FORMAT_VERSION, "A3C agent",
+                                    f"no A3C agent at {path} ({metadata_path} is missing): train and save one first")
         try:
             known = {f.name for f in fields(A3CConfig)}
             config = A3CConfig(**{k: v for k, v in metadata["config"].items() if k in known})

@@ -10,7 +10,6 @@ another kind in place of the weights (a pickle, a torch checkpoint) is refused w
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ import saferl
 from saferl.blocker.data import Preprocessing
 from saferl.blocker.model import Blocker, ModelConfig, new_blocker
 from saferl.errors import SaferlError
+from saferl.files import atomic_path, read_format_json, write_json
 
 WEIGHTS = "blocker.safetensors"
 METADATA = "blocker.json"
@@ -34,21 +34,14 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def save_blocker(blocker: Blocker, folder: str | os.PathLike[str]) -> Path:
     """Write ``blocker`` to ``folder`` (created); returns the folder."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     weights = folder / WEIGHTS
     state = {name: tensor.detach().cpu().contiguous() for name, tensor in blocker.net.state_dict().items()}
-    tmp = folder / f".{WEIGHTS}.tmp-{os.getpid()}"
-    save_file(state, str(tmp), metadata={"format": FORMAT, "game": blocker.game})
-    os.replace(tmp, weights)
+    with atomic_path(weights) as tmp:
+        save_file(state, str(tmp), metadata={"format": FORMAT, "game": blocker.game})
     metadata = {
         **blocker.metadata,
         "format": FORMAT,
@@ -62,26 +55,15 @@ def save_blocker(blocker: Blocker, folder: str | os.PathLike[str]) -> Path:
         "threshold_logit": blocker.threshold_logit,
         "weights_sha256": _sha256(weights),
     }
-    _write_atomic(folder / METADATA, json.dumps(metadata, indent=1, default=str).encode())
+    write_json(folder / METADATA, metadata)
     return folder
 
 
 def read_metadata(folder: str | os.PathLike[str]) -> dict[str, Any]:
     """The JSON metadata of the Blocker in ``folder``; a clear error when it is missing or not a Blocker's."""
-    path = Path(folder) / METADATA
-    try:
-        metadata = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise SaferlError(f"no Blocker in {folder} ({METADATA} is missing): train one with "
-                          f"saferl train-blocker LABELS... --game GAME --out {folder}") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise SaferlError(f"{path} is not readable Blocker metadata ({err}): retrain or restore it") from None
-    if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
-        raise SaferlError(f"{path} is not a saferl Blocker's metadata (format is not {FORMAT!r})")
-    if metadata.get("format_version") != FORMAT_VERSION:
-        raise SaferlError(f"{path} has Blocker format version {metadata.get('format_version')}; this saferl reads "
-                          f"version {FORMAT_VERSION}: use a matching saferl or retrain")
-    return metadata
+    return read_format_json(Path(folder) / METADATA, FORMAT, FORMAT_VERSION, "Blocker",
+                            f"no Blocker in {folder} ({METADATA} is missing): train one with "
+                            f"saferl train-blocker LABELS... --game GAME --out {folder}")
 
 
 def load_blocker(folder: str | os.PathLike[str], game: str | None = None,

@@ -1,0 +1,56 @@
+"""Writing files so that a crash leaves the old file or the new one, never half of one; reading JSON metadata
+with one clear error."""
+
+from __future__ import annotations
+
+import json
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+from saferl.errors import SaferlError
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """A temporary path beside ``path`` to write to; it replaces ``path`` when the block ends without error."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_atomic(path: str | os.PathLike[str], data: bytes | str) -> None:
+    """Write ``data`` to ``path`` atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data.encode() if isinstance(data, str) else data)
+
+
+def write_json(path: str | os.PathLike[str], data: Any, indent: int = 1) -> None:
+    """Write ``data`` as JSON to ``path`` atomically (values JSON cannot hold are written as strings)."""
+    write_atomic(path, json.dumps(data, indent=indent, default=str))
+
+
+def read_format_json(path: str | os.PathLike[str], fmt: str, version: int, what: str, missing: str) -> dict[str, Any]:
+    """The JSON object in ``path``, checked to be of format ``fmt`` at ``version``.
+
+    :param what: what the file describes, for messages (``Blocker``, ``A3C agent``).
+    :param missing: the message when the file does not exist (say how to make one).
+    """
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise SaferlError(missing) from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise SaferlError(f"{path} is not readable {what} metadata ({err}): retrain or restore it") from None
+    if not isinstance(data, dict) or data.get("format") != fmt:
+        raise SaferlError(f"{path} is not a saferl {what}'s metadata (format is not {fmt!r})")
+    if data.get("format_version") != version:
+        raise SaferlError(f"{path} has {what} format version {data.get('format_version')}; this saferl reads "
+                          f"version {version}: use a matching saferl or retrain")
+    return data
