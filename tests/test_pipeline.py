@@ -144,3 +144,15 @@ def test_bad_experiment_settings_fail_with_one_clear_message(tmp_path, capsys):
     assert "--resume" in capsys.readouterr().err
     assert main(["experiment", "--conditions", "hirl,yolo", "--out", str(tmp_path / "c")]) == 2
     assert "yolo" in capsys.readouterr().err
+
+
+def test_a3c_hirl_labels_in_every_worker_and_hands_over_to_the_blocker(tmp_path):
+    config = tiny_config(agent="a3c", conditions=("hirl",), oversight_steps=1000, total_steps=1600,
+                         hyperparams={"n_workers": 2, "lstm": True})
+    row = run_experiment(config, tmp_path / "run", progress=False)[0]
+    folder = tmp_path / "run" / "runs" / "hirl" / "seed-0"
+    stores = sorted(p.name for p in (folder / "labels").iterdir())
+    assert stores == ["worker-0", "worker-1"]
+    assert row["steps"] == 1600 and row["human_labels"] == 1000 == row["blocker"]["labels"]
+    assert row["catastrophes_during_human"] == 0
+    assert {r["phase"] for r in read_rows(folder / "episodes.csv")} == {"oversight", "blocker"}
