@@ -276,12 +276,16 @@ class Run:
                     episodes.write({**row, "phase": name, "step": step, "frames": step * self.frameskip})
                     sample(name)
 
+                def on_progress(step: int, name: str = phase.name) -> None:
+                    bar.update(step - bar.n)
+                    sample(name)
+
                 while agent.num_timesteps < phase.end:
                     step, every_ckpt = agent.num_timesteps, self.config.checkpoint_every
                     stops = [phase.end, (step // every_ckpt + 1) * every_ckpt]
                     if state["handover"] is None:
                         stops.append(self.config.oversight_steps)
-                    agent.learn_until(min(s for s in stops if s > step), on_episode, lambda n: bar.update(n - bar.n))
+                    agent.learn_until(min(s for s in stops if s > step), on_episode, on_progress)
                     if state["handover"] is None and agent.num_timesteps >= self.config.oversight_steps:
                         state["handover"] = {"step": agent.num_timesteps, **agent.counters.totals}
                     sample(phase.name, force=True)
