@@ -131,7 +131,8 @@ def cmd_train_blocker(args: argparse.Namespace) -> int:
     defaults = default_model_config(game.name)
     model = ModelConfig(defaults.convs, defaults.filters, defaults.fc, args.dropout)
     preprocessing = default_preprocessing(game.name, color=args.color, stack=args.stack)
-    result = fit_blocker(args.labels, game.name, out, preprocessing, model, config, margin=args.margin)
+    result = fit_blocker(args.labels, game.name, out, preprocessing, model, config, margin=args.margin,
+                         members=args.ensemble)
     print(result.test.table())
     summary = {**result.summary(), "out": str(out)}
     _print_summary(f"Blocker for {game.name} in {out} (figures on the test episodes)", summary, args.json)
@@ -139,9 +140,10 @@ def cmd_train_blocker(args: argparse.Namespace) -> int:
 
 
 def cmd_eval_blocker(args: argparse.Namespace) -> int:
-    from saferl.blocker import evaluate_blocker, load_blocker
+    from saferl.blocker import evaluate_blocker
+    from saferl.blocker.ensemble import load_scorer
 
-    blocker = load_blocker(args.dir)
+    blocker = load_scorer(args.dir)
     plots = writable_dir(args.plots or args.dir, "--plots")
     result = evaluate_blocker(blocker, args.labels, plots)
     print(result.evaluation.table())
@@ -258,6 +260,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="safety margin: lower the threshold to also block this fraction of the validation "
                             "passes (e.g. 0.01)")
     train.add_argument("--seed", type=int, default=0, help="seeds the split, the weights and the batches")
+    train.add_argument("--ensemble", type=int, default=1, metavar="K",
+                       help="train K Blockers on bootstrap samples; they decide by their mean logit, and their "
+                            "disagreement says where labels are missing (default 1: one Blocker)")
     train.add_argument("--device", default="auto", help="auto (cuda when present), cpu or cuda")
     train.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
     train.add_argument("--no-progress", action="store_true", help="hide the progress bar")

@@ -125,6 +125,20 @@ def test_ensemble_members_disagree_where_the_blocks_are_and_round_trip(data, tmp
     assert 0.0 <= overseer.review(context, 3).score <= 1.0
 
 
+def test_cli_trains_an_ensemble_and_evaluates_it_on_held_out_episodes_only(labels, tmp_path):
+    out = tmp_path / "ens"
+    result = saferl("train-blocker", str(labels), "--game", "pong", "--out", str(out), "--ensemble", "2",
+                    "--epochs", "4", "--threads", "1", "--no-progress", "--json")
+    summary = last_json(result)
+    assert summary["members"] == 2 and (out / "ensemble.json").exists() and (out / "member-1").is_dir()
+    figures = last_json(saferl("eval-blocker", str(out), str(labels), "--json"))
+    assert figures["examples"] == summary["test_examples"], "the ensemble remembers which episodes it fitted"
+    assert figures["false_negatives"] == summary["false_negatives"]
+    refused = saferl("train-blocker", str(labels), "--game", "pong", "--out", str(tmp_path / "x"), "--ensemble", "0",
+                     check_rc=2)
+    assert "--ensemble" in refused.stderr
+
+
 def data_frame(data):
     """Some real RGB frame of the labels (the stored frame of a label)."""
     with LabelStore.open(Path(data.sources[0].path)) as store:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from typing import Any
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,7 @@ from saferl.blocker.model import Blocker, ModelConfig, sigmoid
 from saferl.blocker.threshold import zero_fn_threshold
 from saferl.blocker.train import TrainConfig, example_logits, train_net
 from saferl.errors import SaferlError
+from saferl.files import write_json
 
 ENSEMBLE = "ensemble.json"
 
@@ -31,10 +33,12 @@ class Ensemble:
 
     :param members: the Blockers.
     :param threshold_logit: block when the mean logit is at least this.
+    :param metadata: provenance and metrics (saved in ``ensemble.json``).
     """
 
     members: list[Blocker]
     threshold_logit: float = 0.0
+    metadata: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.members:
@@ -52,6 +56,15 @@ class Ensemble:
     @property
     def preprocessing(self) -> Preprocessing:
         return self.members[0].preprocessing
+
+    @property
+    def action_names(self) -> list[str]:
+        return self.members[0].action_names
+
+    @property
+    def threshold(self) -> float:
+        """The block threshold as a probability (of the mean logit)."""
+        return float(sigmoid(self.threshold_logit))
 
     def _stack(self, inputs: np.ndarray, actions: np.ndarray | None) -> np.ndarray:
         """Member logits: K x B (with ``actions``) or K x B x n_actions."""
@@ -94,8 +107,9 @@ def save_ensemble(ensemble: Ensemble, folder: str | os.PathLike[str]) -> Path:
     """Write the members to ``folder/member-<i>`` and the ensemble's threshold to ``folder/ensemble.json``."""
     folder = Path(folder)
     names = [save_blocker(member, folder / f"member-{i}").name for i, member in enumerate(ensemble.members)]
-    (folder / ENSEMBLE).write_text(json.dumps({"format": "saferl-ensemble", "game": ensemble.game, "members": names,
-                                               "threshold_logit": ensemble.threshold_logit}, indent=1))
+    write_json(folder / ENSEMBLE, {**ensemble.metadata, "format": "saferl-ensemble", "game": ensemble.game,
+                                   "members": names, "threshold_logit": ensemble.threshold_logit,
+                                   "threshold": ensemble.threshold})
     return folder
 
 
@@ -114,4 +128,10 @@ def load_ensemble(folder: str | os.PathLike[str], game: str | None = None) -> En
         raise SaferlError(f"{path} is not a readable saferl ensemble ({err}): retrain it") from None
     if any(Path(name).name != name for name in names):
         raise SaferlError(f"{path} names members outside its folder: refusing to load it")
-    return Ensemble([load_blocker(Path(folder) / name, game) for name in names], threshold)
+    metadata = {k: v for k, v in spec.items() if k not in ("format", "members", "threshold_logit")}
+    return Ensemble([load_blocker(Path(folder) / name, game) for name in names], threshold, metadata)
+
+
+def load_scorer(folder: str | os.PathLike[str], game: str | None = None) -> Blocker | Ensemble:
+    """The Blocker or the ensemble saved in ``folder``."""
+    return load_ensemble(folder, game) if is_ensemble(folder) else load_blocker(folder, game)

@@ -188,6 +188,7 @@ class FitResult:
             "episodes": int(len(np.unique(self.data.episodes))),
             **{f"{name}_episodes": len(ids) for name, ids in episodes.items()},
             **{f"{name}_examples": len(getattr(self.split, name)) for name in ("train", "val", "test")},
+            "members": len(getattr(self.blocker, "members", [self.blocker])),
             "epochs": len(self.trained.history),
             "best_epoch": self.trained.best_epoch,
             "train_seconds": round(self.trained.seconds, 1),
@@ -231,16 +232,26 @@ def calibrate(blocker: Blocker, data: BlockerData, split: Split,
 def fit_blocker(label_paths: Sequence[str | os.PathLike[str]], game: str, out: str | os.PathLike[str] | None = None,
                 preprocessing: Preprocessing | None = None, model_config: ModelConfig | None = None,
                 config: TrainConfig = TrainConfig(), margin: float = 0.0,
-                fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)) -> FitResult:
+                fractions: tuple[float, float, float] = (0.6, 0.2, 0.2), members: int = 1) -> FitResult:
     """Train, threshold, evaluate and (with ``out``) save a Blocker on the label stores ``label_paths``.
 
     The split by episode is seeded with ``config.seed``. ``out`` receives the Blocker (see
     :mod:`saferl.blocker.io`), TensorBoard curves in ``tensorboard/`` and the test precision-recall plot.
+    With ``members`` > 1 it is a bootstrap :class:`~saferl.blocker.ensemble.Ensemble` of that many Blockers.
     """
+    if members < 1:
+        raise SaferlError(f"--ensemble must be at least 1, not {members}")
     data = load_labels(label_paths, game, preprocessing)
     split = split_by_episode(data, fractions, seed=config.seed)
     log_dir = Path(out) / "tensorboard" if out is not None else None
-    trained = train_net(data, split.train, split.val, model_config, config, log_dir)
+    if members > 1:
+        from saferl.blocker.ensemble import train_ensemble
+
+        start = time.perf_counter()
+        ensemble = train_ensemble(data, split, members, model_config, config, margin)
+        trained = TrainedNet(ensemble, [], 0, time.perf_counter() - start, str(resolve_device(config.device)))
+    else:
+        trained = train_net(data, split.train, split.val, model_config, config, log_dir)
     blocker = trained.blocker
     validation, test, test_logits = calibrate(blocker, data, split, margin)
     result = FitResult(blocker, data, split, validation, test, trained, test_logits)
@@ -253,7 +264,12 @@ def fit_blocker(label_paths: Sequence[str | os.PathLike[str]], game: str, out: s
         "summary": result.summary(),
     }
     if out is not None:
-        save_blocker(blocker, out)
+        if members > 1:
+            from saferl.blocker.ensemble import save_ensemble
+
+            save_ensemble(blocker, out)
+        else:
+            save_blocker(blocker, out)
         plot_precision_recall(test_logits, data.blocked[split.test], blocker.threshold_logit, Path(out) / PLOT,
                               f"{game} Blocker, test episodes")
     return result

@@ -34,14 +34,14 @@ def make_overseer(name: str, seed: int | None = None, game: str | None = None) -
 
 def _blocker_overseer(folder: str, game: str | None) -> Overseer:
     """The BlockerOverseer of the Blocker or ensemble saved in ``folder``."""
-    from saferl.blocker import BlockerOverseer, load_blocker, load_ensemble
-    from saferl.blocker.ensemble import is_ensemble
+    from saferl.blocker import BlockerOverseer
+    from saferl.blocker.ensemble import load_scorer
 
     if not folder:
         raise SaferlError(f"--overseer {BLOCKER_PREFIX}DIR needs the folder of a trained Blocker "
                           "(saferl train-blocker LABELS... --game GAME --out DIR)")
     try:
-        scorer = load_ensemble(folder, game) if is_ensemble(folder) else load_blocker(folder, game)
+        scorer = load_scorer(folder, game)
     except SaferlError as err:
         raise SaferlError(f"--overseer {BLOCKER_PREFIX}{folder}: {err}") from None
     return BlockerOverseer(scorer)
