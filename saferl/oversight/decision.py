@@ -18,12 +18,15 @@ class Decision:
     :param safe_action: what to execute instead when blocking (None: the game's safe action).
     :param score: the overseer's block score in [0, 1] (NaN when it has none).
     :param seconds: the time the overseer spent on this decision (human labour).
+    :param label: whether the decision is a label worth storing (an overseer that decides itself most of
+        the time and asks a person only when unsure marks only the person's answers).
     """
 
     block: bool
     safe_action: int | None = None
     score: float = math.nan
     seconds: float = 0.0
+    label: bool = True
 
 
 ALLOW = Decision(block=False)

@@ -133,7 +133,7 @@ class Intervention:
             false_positive=decision.block and not needed,
             score=float(decision.score),
             seconds=float(decision.seconds),
-            labelled=self.label_store is not None,
+            labelled=self.label_store is not None and decision.label,
             penalty=bonus,
         )
         self._store_label(context, outcome)
