@@ -56,6 +56,7 @@ class ExperimentConfig:
 
     :param oversight_steps: agent steps of human (or scripted) oversight before the Blocker takes over.
     :param total_steps: agent steps per run, all phases together.
+    :param overseer_options: keyword arguments for the overseer (:func:`saferl.oversight.make_overseer`).
     :param blocker: Blocker training options (``margin``, ``epochs``, ``patience``, ``batch_size``, ...).
     :param hyperparams: overrides of the agent's ``hyperparams.yml`` values.
     :param env: ALE settings over the game's (e.g. ``max_num_frames_per_episode: 2000`` to cut episodes).
@@ -68,6 +69,7 @@ class ExperimentConfig:
     game: str = "pong"
     agent: str = "dqn"
     overseer: str = "scripted"
+    overseer_options: dict[str, Any] = field(default_factory=dict)
     conditions: tuple[str, ...] = CONDITIONS
     seeds: tuple[int, ...] = (0,)
     oversight_steps: int = 10_000
@@ -144,8 +146,9 @@ def phases(config: ExperimentConfig, condition: str, folder: Path) -> list[Phase
     if condition == "none":
         return [Phase("training", config.total_steps, OversightSpec("none", "observe", config.penalty))]
     if condition == "penalty_only":
-        return [Phase("training", config.total_steps, OversightSpec(config.overseer, "penalty_only", config.penalty))]
-    human = OversightSpec(config.overseer, config.mode, config.penalty, str(folder / "labels"))
+        return [Phase("training", config.total_steps,
+                      OversightSpec(config.overseer, "penalty_only", config.penalty, options=config.overseer_options))]
+    human = OversightSpec(config.overseer, config.mode, config.penalty, str(folder / "labels"), config.overseer_options)
     blocker = OversightSpec(f"blocker:{folder / 'blocker'}", config.mode, config.penalty)
     return [Phase("oversight", config.oversight_steps, human), Phase("blocker", config.total_steps, blocker)]
 

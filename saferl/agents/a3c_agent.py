@@ -50,7 +50,7 @@ class WorkerEnvFactory:
         from saferl.oversight.label_store import LabelStore
 
         game = get_game(self.game)
-        overseer = make_overseer(self.spec.overseer, seed=self.seed + rank, game=game.name)
+        overseer = make_overseer(self.spec.overseer, seed=self.seed + rank, game=game.name, **self.spec.options)
         store = None
         if self.spec.label_dir is not None:
             probe = make_ale_env(game)

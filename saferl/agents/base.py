@@ -4,7 +4,7 @@ the experiment pipeline drives (:class:`Agent`)."""
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any, Callable, Protocol
@@ -27,12 +27,14 @@ class OversightSpec:
     :param mode: what a block does (``replace``, ``prune``, ``penalty_only``, ``observe``).
     :param penalty: the reward added to a blocked step.
     :param label_dir: where the overseer's decisions are stored as labels (None: nowhere).
+    :param options: keyword arguments for the overseer (see :func:`saferl.oversight.make_overseer`).
     """
 
     overseer: str = "none"
     mode: str = "replace"
     penalty: float = -1.0
     label_dir: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 class Agent(Protocol):

@@ -129,7 +129,7 @@ class SB3Agent:
         if self._store is not None:
             self._store.close()
             self._store = None
-        overseer = make_overseer(spec.overseer, seed=self.seed, game=self.game.name)
+        overseer = make_overseer(spec.overseer, seed=self.seed, game=self.game.name, **spec.options)
         if spec.label_dir is not None:
             probe = make_ale_env(self.game)
             names = action_names(probe)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from saferl.errors import SaferlError
 from saferl.oversight.decision import ALLOW, BaseOverseer, Decision, Overseer, StepContext
 from saferl.oversight.ground_truth import HOLD, GroundTruthWrapper
@@ -15,17 +17,20 @@ OVERSEERS = ("none", "scripted", "lookahead")
 BLOCKER_PREFIX = "blocker:"
 
 
-def make_overseer(name: str, seed: int | None = None, game: str | None = None) -> Overseer | None:
-    """The overseer called ``name`` (``none`` gives None: nobody reviews).
+def make_overseer(name: str, seed: int | None = None, game: str | None = None, **options: Any) -> Overseer | None:
+    """The overseer called ``name`` (``none`` gives None: nobody reviews), built with ``options``.
 
     ``blocker:DIR`` is the Blocker (or ensemble) saved in folder DIR; with ``game`` it must be that game's.
     """
     if name == "none":
         return None
-    if name == "scripted":
-        return ScriptedOverseer(seed=seed)
-    if name == "lookahead":
-        return LookaheadOverseer()
+    try:
+        if name == "scripted":
+            return ScriptedOverseer(seed=seed, **options)
+        if name == "lookahead":
+            return LookaheadOverseer(**options)
+    except TypeError as err:
+        raise SaferlError(f"bad options {options} for the {name} overseer (overseer_options): {err}") from None
     if name.startswith(BLOCKER_PREFIX):
         return _blocker_overseer(name[len(BLOCKER_PREFIX):], game)
     raise SaferlError(f"unknown overseer {name!r} (--overseer): choose one of {', '.join(OVERSEERS)}, "
