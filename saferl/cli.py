@@ -200,6 +200,21 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from saferl.sweep import run_sweep
+
+    writable_dir(args.out, "--out")
+    result = run_sweep(args.config, args.out, address=args.address, cpus_per_trial=args.cpus_per_trial,
+                       gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent)
+    print(f"sweep report: {Path(args.out) / 'sweep.md'}")
+    for row in result["rows"]:
+        figures = {key: row[key]["iqm"] for key in ("catastrophes", "catastrophes_after_human", "mean_return")}
+        _print_summary(f"{row['game']} {row['agent']} {row['condition']} ({row['seeds']} seeds, IQM)", figures, False)
+    if args.json:
+        print(json.dumps(result, default=str))
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from saferl.report import write_report
 
@@ -298,6 +313,14 @@ def build_parser() -> argparse.ArgumentParser:
     experiment.add_argument("--out", help="the run folder (created)")
     experiment.add_argument("--resume", metavar="RUN_DIR", help="finish an interrupted experiment from its checkpoints")
     experiment.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+
+    sweep = command("sweep", cmd_sweep, "Run a grid of experiments (games x agents x conditions x seeds) on Ray Tune.")
+    sweep.add_argument("config", help="a sweep YAML: an experiment config with a grid (experiments/sweep_*.yml)")
+    sweep.add_argument("--out", required=True, help="the sweep folder (one experiment folder per game and agent)")
+    sweep.add_argument("--address", help="a Ray cluster's address (default: a local Ray on this machine)")
+    sweep.add_argument("--cpus-per-trial", type=float, default=1.0)
+    sweep.add_argument("--gpus-per-trial", type=float, default=0.0)
+    sweep.add_argument("--max-concurrent", type=int, help="trials at once (default: as many as the CPUs allow)")
 
     report = command("report", cmd_report, "Write report.md, report.json and plots of an experiment's run folder.")
     report.add_argument("dir", help="the run folder (saferl experiment --out DIR)")

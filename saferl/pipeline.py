@@ -432,7 +432,7 @@ def run_experiment(config: ExperimentConfig | None, out: str | os.PathLike[str],
     from saferl.report import write_report
 
     root = Path(out)
-    config = _prepare(config, root, resume)
+    config = prepare_experiment(config, root, resume)
     todo = [(c, s) for s in config.seeds for c in config.conditions if not (run_folder(root, c, s) / SUMMARY_FILE).exists()]
     workers = min(config.workers, len(todo)) or 1
     # hirl runs first: they are the longest (phase 2 trains the Blocker).
@@ -447,7 +447,7 @@ def run_experiment(config: ExperimentConfig | None, out: str | os.PathLike[str],
     return write_report(root)
 
 
-def _prepare(config: ExperimentConfig | None, root: Path, resume: bool) -> ExperimentConfig:
+def prepare_experiment(config: ExperimentConfig | None, root: Path, resume: bool) -> ExperimentConfig:
     """The experiment's config: saved in ``root/config.json`` (new run) or read from it (``resume``)."""
     path = root / CONFIG_FILE
     if resume:
@@ -474,4 +474,5 @@ def _prepare(config: ExperimentConfig | None, root: Path, resume: bool) -> Exper
     return config
 
 
-__all__ = ["CONDITIONS", "ExperimentConfig", "Phase", "Run", "load_config_file", "phases", "run_experiment"]
+__all__ = ["CONDITIONS", "ExperimentConfig", "Phase", "Run", "load_config_file", "phases", "prepare_experiment", "run_experiment",
+           "run_folder"]
