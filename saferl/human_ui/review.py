@@ -59,6 +59,7 @@ class Reviewer:
         self.undone = 0
         self.message: Line = ("", TEXT)
         self._done: list[tuple[int, bool]] = []  # (label, its value before the relabel), for undo
+        self._visited: dict[Command, tuple[int | None, int]] = {}  # per jump key: the label it showed last, its rank
 
     # ----- what the Blocker gets wrong -----
 
@@ -112,18 +113,18 @@ class Reviewer:
             self.position = 0 if what is Command.FIRST else n - 1
         elif what is Command.NEXT_BLOCK:
             blocks = np.flatnonzero(self.store.arrays()["blocked"])
-            after = int(np.searchsorted(blocks, self.position, side="right"))
-            self._jump(np.roll(blocks, -after), blocks, "block", "no label blocks")
+            rank = int(np.searchsorted(blocks, self.position, side="right"))
+            self._jump(blocks, rank, "block")
         elif what in (Command.NEXT_FALSE_NEGATIVE, Command.NEXT_FALSE_POSITIVE):
-            negative = what is Command.NEXT_FALSE_NEGATIVE
-            kind = "false negative" if negative else "false positive"
+            kind = "false negative" if what is Command.NEXT_FALSE_NEGATIVE else "false positive"
             if self.logits is None:
                 self.message = (f"no Blocker to find {kind}s: saferl review LABELS --blocker DIR", NOTE)
                 return
-            order = self.false_negatives() if negative else self.false_positives()
-            at = np.flatnonzero(order == self.position)
-            following = np.roll(order, -int(at[0]) - 1) if len(at) else order
-            self._jump(following, order, f"Blocker {kind} (worst first)", f"the Blocker makes no {kind}s here")
+            order = self.false_negatives() if what is Command.NEXT_FALSE_NEGATIVE else self.false_positives()
+            last, rank = self._visited.get(what, (None, 0))
+            at = np.flatnonzero(order == last)
+            rank = int(at[0]) + 1 if len(at) else rank  # the next; or, when the last left the list, the one now in its place
+            self._visited[what] = (self._jump(order, rank, f"Blocker {kind}"), rank)
         elif what is Command.TOGGLE:
             current = bool(self.store.arrays()["blocked"][self.position])
             self.store.relabel(self.position, not current, REVIEWER, seconds=seconds)
@@ -141,14 +142,15 @@ class Reviewer:
         elif what is Command.LEGEND:
             self.window.toggle_legend()
 
-    def _jump(self, following: np.ndarray, ranked: np.ndarray, kind: str, none: str) -> None:
-        """Show the first label of ``following`` and say where it stands in ``ranked``."""
-        if not len(following):
-            self.message = (none, NOTE)
-            return
-        self.position = int(following[0])
-        rank = int(np.flatnonzero(ranked == self.position)[0]) + 1
-        self.message = (f"{kind} {rank:,} of {len(ranked):,}", NOTE)
+    def _jump(self, order: np.ndarray, rank: int, kind: str) -> int | None:
+        """Show the label at ``rank`` (0-based, wrapping) of ``order``; that label, or None when ``order`` is empty."""
+        if not len(order):
+            self.message = (f"no {kind}s here", NOTE)
+            return None
+        rank %= len(order)
+        self.position = int(order[rank])
+        self.message = (f"{kind} {rank + 1:,} of {len(order):,}", NOTE)
+        return self.position
 
     # ----- what the window shows -----
 
