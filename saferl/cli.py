@@ -51,11 +51,23 @@ def cmd_games(args: argparse.Namespace) -> int:
     return 0
 
 
+def _human_options(args: argparse.Namespace, overseer: str | None) -> dict[str, Any]:
+    """The human window's options given on the command line (--pace, --scale, --blocker)."""
+    options = {key: getattr(args, key, None) for key in ("pace", "scale", "blocker")}
+    options = {key: value for key, value in options.items() if value is not None}
+    if options and overseer != "human":
+        flags = ", ".join(f"--{key}" for key in options)
+        raise SaferlError(f"{flags} set the human overseer's window: use them with --overseer human, "
+                          f"not {overseer or 'the default overseer'}")
+    return options
+
+
 def cmd_oversee(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from saferl.envs import make_overseen_env
     from saferl.games import get_game
+    from saferl.human_ui import OversightQuit
     from saferl.oversight import make_overseer
     from saferl.oversight.intervention import Mode
 
@@ -63,7 +75,7 @@ def cmd_oversee(args: argparse.Namespace) -> int:
     Mode.parse(args.mode)
     if args.steps < 1:
         raise SaferlError(f"--steps must be at least 1, not {args.steps}")
-    overseer = make_overseer(args.overseer, seed=args.seed, game=game.name)
+    overseer = make_overseer(args.overseer, seed=args.seed, game=game.name, **_human_options(args, args.overseer))
     store = None
     if args.out is not None:
         from saferl.oversight.label_store import LabelStore
@@ -74,6 +86,9 @@ def cmd_oversee(args: argparse.Namespace) -> int:
             names = list(probe.unwrapped.get_action_meanings())
             probe.close()
             store = LabelStore.open_or_create(folder, game=game.name, action_names=names)
+    human = args.overseer == "human"
+    if human:
+        overseer.label_store = store  # undo relabels the person's stored blocks
     first_episode = int(store.arrays()["episode"].max()) + 1 if store is not None and len(store) else 0
     env = make_overseen_env(
         game, overseer, mode=args.mode, penalty=args.penalty, label_store=store, seed=args.seed, first_episode=first_episode
@@ -82,11 +97,14 @@ def cmd_oversee(args: argparse.Namespace) -> int:
     env.reset(seed=args.seed)
     n_actions = int(env.action_space.n)
     start = time.perf_counter()
+    quit_ = False
     try:
         for _ in tqdm(range(args.steps), desc=f"oversee {game.name}", unit="step", disable=args.no_progress):
             _, _, terminated, truncated, _ = env.step(int(rng.integers(n_actions)))
             if terminated or truncated:
                 env.reset()
+    except OversightQuit:
+        quit_ = True  # the person quit the window: what was decided is stored, the summary follows
     finally:
         elapsed = time.perf_counter() - start
         counters = env.counters
@@ -106,6 +124,8 @@ def cmd_oversee(args: argparse.Namespace) -> int:
         "episodes": len(counters.episodes),
         "steps_per_second": round(counters.totals["steps"] / elapsed, 1),
     }
+    if human:
+        summary.update(human_seconds=round(float(counters.totals["human_seconds"]), 1), quit=quit_)
     _print_summary(f"oversee {game.name} with {args.overseer} ({args.mode})", summary, args.json)
     return 0
 
@@ -166,6 +186,7 @@ EXPERIMENT_KEYS = ("game", "agent", "overseer", "conditions", "oversight_steps",
 
 
 def cmd_experiment(args: argparse.Namespace) -> int:
+    from saferl.human_ui import OversightQuit
     from saferl.pipeline import ExperimentConfig, load_config_file, run_experiment
 
     if args.resume and (args.out or args.config):
@@ -185,11 +206,19 @@ def cmd_experiment(args: argparse.Namespace) -> int:
             if getattr(args, f"blocker_{key}") is not None:
                 blocker[key] = getattr(args, f"blocker_{key}")
         data["blocker"] = blocker
+        human = _human_options(args, data.get("overseer", "scripted"))
+        if human:
+            data["overseer_options"] = {**data.get("overseer_options", {}), **human}
         config = ExperimentConfig.from_dict(data, args.config or "the command line")
         writable_dir(args.out, "--out")
     out = args.resume or args.out
     started = time.perf_counter()
-    rows = run_experiment(config, out, resume=bool(args.resume), progress=not args.no_progress)
+    try:
+        rows = run_experiment(config, out, resume=bool(args.resume), progress=not args.no_progress)
+    except OversightQuit:
+        print(f"saferl: the overseer quit; the labels and a checkpoint are saved: continue with "
+              f"saferl experiment --resume {out}", file=sys.stderr)
+        return 130
     print(f"report: {Path(out) / 'report.md'} ({time.perf_counter() - started:,.0f} s)")
     for row in rows:
         shown = {k: row[k] for k in ("catastrophes", "catastrophes_during_human", "catastrophes_after_human",
@@ -212,6 +241,19 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         _print_summary(f"{row['game']} {row['agent']} {row['condition']} ({row['seeds']} seeds, IQM)", figures, False)
     if args.json:
         print(json.dumps(result, default=str))
+    return 0
+
+
+def cmd_review(args: argparse.Namespace) -> int:
+    from saferl.human_ui import DEFAULT_SCALE
+    from saferl.human_ui.review import review_labels
+    from saferl.oversight.label_store import LabelStoreError
+
+    try:
+        summary = review_labels(args.labels, args.blocker, DEFAULT_SCALE if args.scale is None else args.scale)
+    except LabelStoreError as err:
+        raise SaferlError(f"LABELS {args.labels}: {err}") from None
+    _print_summary(f"review of {args.labels}", summary, args.json)
     return 0
 
 
@@ -239,18 +281,26 @@ def build_parser() -> argparse.ArgumentParser:
         sub.set_defaults(handler=handler)
         return sub
 
+    def human_window(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--pace", type=int, metavar="MS",
+                         help="with --overseer human: the starting pace, milliseconds per frame (default 500)")
+        sub.add_argument("--scale", type=int, metavar="N", help="with --overseer human: zoom of the frame (default 3)")
+
     command("games", cmd_games, "List the games and their catastrophe and blocking-rule definitions.")
 
     oversee = command("oversee", cmd_oversee, "Run a policy under oversight, store the labels, print the safety figures.")
     oversee.add_argument("--game", required=True, help="pong, space_invaders or road_runner")
     oversee.add_argument("--overseer", default="scripted",
-                         help=f"who reviews each action: {', '.join(OVERSEERS)}, or blocker:DIR (a trained Blocker)")
+                         help=f"who reviews each action: {', '.join(OVERSEERS)} (a person in a window), or "
+                              "blocker:DIR (a trained Blocker)")
     oversee.add_argument("--policy", default="random", choices=("random",), help="the acting policy")
     oversee.add_argument("--mode", default="replace", choices=[mode.value for mode in Mode], help="what a block does")
     oversee.add_argument("--penalty", type=float, default=-1.0, help="reward added to a blocked step")
     oversee.add_argument("--steps", type=int, default=5000, help="agent steps to run")
     oversee.add_argument("--seed", type=int, default=0)
     oversee.add_argument("--out", help="label store folder (created; appended to if it exists)")
+    human_window(oversee)
+    oversee.add_argument("--blocker", metavar="DIR", help="with --overseer human: show this Blocker's score")
     oversee.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
     labels = command("labels", cmd_labels, "Summarize what a label store holds.")
@@ -294,7 +344,8 @@ def build_parser() -> argparse.ArgumentParser:
     experiment.add_argument("--game", help="pong, space_invaders or road_runner (default pong)")
     experiment.add_argument("--agent", help="dqn, a2c, ppo or a3c (default dqn)")
     experiment.add_argument("--overseer", help="who oversees in HIRL's first phase and gives penalty_only its "
-                            "penalties: scripted or lookahead (default scripted)")
+                            "penalties: scripted, lookahead or human (a person in a window; dqn, a2c or ppo with "
+                            "--workers 1) (default scripted)")
     experiment.add_argument("--conditions", help="comma-separated, from none, penalty_only, hirl (default all)")
     experiment.add_argument("--seeds", type=int, help="runs per condition, seeds 0..K-1 (default 1)")
     experiment.add_argument("--oversight-steps", type=int, help="agent steps of oversight before the Blocker takes over")
@@ -310,6 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
     experiment.add_argument("--blocker-epochs", type=int, help="at most this many Blocker epochs")
     experiment.add_argument("--hyperparam", action="append", type=_hyperparam, metavar="KEY=VALUE",
                             help="override an agent hyperparameter (repeatable), e.g. learning_starts=5000")
+    human_window(experiment)
     experiment.add_argument("--out", help="the run folder (created)")
     experiment.add_argument("--resume", metavar="RUN_DIR", help="finish an interrupted experiment from its checkpoints")
     experiment.add_argument("--no-progress", action="store_true", help="hide the progress bars")
@@ -321,6 +373,12 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--cpus-per-trial", type=float, default=1.0)
     sweep.add_argument("--gpus-per-trial", type=float, default=0.0)
     sweep.add_argument("--max-concurrent", type=int, help="trials at once (default: as many as the CPUs allow)")
+
+    review = command("review", cmd_review, "Browse a label store in a window, jump to blocks and to a Blocker's "
+                                           "false negatives and positives, and relabel (saved as overlays).")
+    review.add_argument("labels", help="the label store folder (saferl oversee --out DIR)")
+    review.add_argument("--blocker", metavar="DIR", help="a trained Blocker: show its scores and find its mistakes")
+    review.add_argument("--scale", type=int, metavar="N", help="zoom of the frame (default 3)")
 
     report = command("report", cmd_report, "Write report.md, report.json and plots of an experiment's run folder.")
     report.add_argument("dir", help="the run folder (saferl experiment --out DIR)")

@@ -96,10 +96,25 @@ class ExperimentConfig:
             raise SaferlError(f"--oversight-steps ({self.oversight_steps}) must be more than 0 and less than "
                               f"--total-steps ({self.total_steps}): the Blocker takes over in between")
         if self.overseer == "none" or self.overseer.startswith("blocker:"):
-            raise SaferlError(f"--overseer {self.overseer}: HIRL needs a labelling overseer (scripted, lookahead)")
+            raise SaferlError(f"--overseer {self.overseer}: HIRL needs a labelling overseer (scripted, lookahead, human)")
+        if self.overseer == "human":
+            self._check_human()
         if min(self.workers, self.threads, self.checkpoint_every, self.last_episodes) < 1 or not self.seeds:
             raise SaferlError("--workers, --threads, --checkpoint-every and --last-episodes must be at least 1, "
                               "and --seeds at least 1")
+
+    def _check_human(self) -> None:
+        """A person oversees in one window of this process: SB3 agents, one run at a time, a valid pace and zoom."""
+        from saferl.human_ui import DEFAULT_PACE_MS, DEFAULT_SCALE, check_pace, check_scale
+
+        if self.agent == "a3c":
+            raise SaferlError("--overseer human cannot oversee --agent a3c: A3C steps its envs in worker processes, "
+                              "and one window per worker makes no sense; choose --agent dqn, a2c or ppo")
+        if self.workers > 1:
+            raise SaferlError(f"--overseer human needs --workers 1, not {self.workers}: one person oversees one run "
+                              "at a time")
+        check_pace(self.overseer_options.get("pace", DEFAULT_PACE_MS))
+        check_scale(self.overseer_options.get("scale", DEFAULT_SCALE))
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able data."""

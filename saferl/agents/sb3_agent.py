@@ -135,9 +135,18 @@ class SB3Agent:
             names = action_names(probe)
             probe.close()
             self._store = LabelStore.open_or_create(spec.label_dir, self.game.name, names)
+        if hasattr(overseer, "label_store"):  # the human overseer relabels its stored blocks on undo
+            overseer.label_store = self._store
         return overseer, self._store
 
+    def _close_overseer(self) -> None:
+        """Close the overseer's window, if it has one (the human overseer's)."""
+        close = getattr(self.oversight.overseer, "close", None)
+        if close is not None:
+            close()
+
     def set_oversight(self, spec: OversightSpec) -> None:
+        self._close_overseer()
         overseer, store = self._open(spec)
         self.oversight.set_overseer(overseer, spec.mode, store)
         self.oversight.intervention.penalty = float(spec.penalty)
@@ -185,6 +194,7 @@ class SB3Agent:
                 buffer.pos, buffer.full = int(saved["pos"]), bool(saved["full"])
 
     def close(self) -> None:
+        self._close_overseer()
         if self._store is not None:
             self._store.close()
             self._store = None

@@ -13,7 +13,7 @@ from saferl.oversight.metrics import SafetyCallback, SafetyCounters
 from saferl.oversight.scripted import ScriptedOverseer
 from saferl.oversight.wrapper import OversightWrapper
 
-OVERSEERS = ("none", "scripted", "lookahead")
+OVERSEERS = ("none", "scripted", "lookahead", "human")
 BLOCKER_PREFIX = "blocker:"
 
 
@@ -21,6 +21,8 @@ def make_overseer(name: str, seed: int | None = None, game: str | None = None, *
     """The overseer called ``name`` (``none`` gives None: nobody reviews), built with ``options``.
 
     ``blocker:DIR`` is the Blocker (or ensemble) saved in folder DIR; with ``game`` it must be that game's.
+    ``human`` is a person in a pygame window; its options are ``pace`` (ms per frame), ``scale`` (zoom),
+    ``blocker`` (a Blocker folder whose score it shows) and ``label_store`` (where its decisions go, for undo).
     """
     if name == "none":
         return None
@@ -29,6 +31,11 @@ def make_overseer(name: str, seed: int | None = None, game: str | None = None, *
             return ScriptedOverseer(seed=seed, **options)
         if name == "lookahead":
             return LookaheadOverseer(**options)
+        if name == "human":
+            from saferl.human_ui import HumanOverseer, load_advisor
+
+            blocker = options.pop("blocker", None)
+            return HumanOverseer(blocker=load_advisor(blocker, game) if blocker else None, **options)
     except TypeError as err:
         raise SaferlError(f"bad options {options} for the {name} overseer (overseer_options): {err}") from None
     if name.startswith(BLOCKER_PREFIX):
