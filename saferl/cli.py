@@ -51,14 +51,14 @@ def cmd_games(args: argparse.Namespace) -> int:
     return 0
 
 
-def _human_options(args: argparse.Namespace, overseer: str | None) -> dict[str, Any]:
+def _human_options(args: argparse.Namespace, overseer: str) -> dict[str, Any]:
     """The human window's options given on the command line (--pace, --scale, --blocker)."""
     options = {key: getattr(args, key, None) for key in ("pace", "scale", "blocker")}
     options = {key: value for key, value in options.items() if value is not None}
     if options and overseer != "human":
         flags = ", ".join(f"--{key}" for key in options)
-        raise SaferlError(f"{flags} set the human overseer's window: use them with --overseer human, "
-                          f"not {overseer or 'the default overseer'}")
+        raise SaferlError(f"{flags}: only the human overseer's window takes this; use --overseer human, "
+                          f"not {overseer}")
     return options
 
 
