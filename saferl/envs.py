@@ -36,6 +36,15 @@ def action_names(env: gym.Env) -> list[str]:
     return list(env.unwrapped.get_action_meanings())
 
 
+def game_action_names(game: Game) -> list[str]:
+    """The meanings of ``game``'s actions, read from a probe env that is closed at once."""
+    probe = make_ale_env(game)
+    try:
+        return action_names(probe)
+    finally:
+        probe.close()
+
+
 def needs_frames(overseer: Any | None, label_store: Any | None, with_frame: bool = False) -> bool:
     """Whether envs must snapshot RGB frames: asked for, stored as labels, or read by the overseer."""
     return with_frame or label_store is not None or "frame" in getattr(overseer, "requires", ())

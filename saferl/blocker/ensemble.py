@@ -66,23 +66,23 @@ class Ensemble:
         """The block threshold as a probability (of the mean logit)."""
         return float(sigmoid(self.threshold_logit))
 
-    def _stack(self, inputs: np.ndarray, actions: np.ndarray | None) -> np.ndarray:
-        """Member logits: K x B (with ``actions``) or K x B x n_actions."""
+    def member_logits(self, inputs: np.ndarray, actions: np.ndarray | None) -> np.ndarray:
+        """Each member's block logits: K x B (with ``actions``) or K x B x n_actions (``actions`` None)."""
         if actions is None:
             return np.stack([member.action_logits(inputs) for member in self.members])
         return np.stack([member.logits(inputs, actions) for member in self.members])
 
     def logits(self, inputs: np.ndarray, actions: np.ndarray) -> np.ndarray:
         """The mean member logit of each (input, proposed action)."""
-        return self._stack(inputs, actions).mean(axis=0)
+        return self.member_logits(inputs, actions).mean(axis=0)
 
     def action_logits(self, inputs: np.ndarray) -> np.ndarray:
         """The mean member logit of every action (B x n_actions); one forward pass per member."""
-        return self._stack(inputs, None).mean(axis=0)
+        return self.member_logits(inputs, None).mean(axis=0)
 
     def disagreement(self, inputs: np.ndarray, actions: np.ndarray) -> np.ndarray:
         """The standard deviation of the members' block probabilities (0: all agree; at most 0.5)."""
-        return sigmoid(self._stack(inputs, actions)).std(axis=0)
+        return sigmoid(self.member_logits(inputs, actions)).std(axis=0)
 
 
 def train_ensemble(data: BlockerData, split: Split, k: int = 5, model_config: ModelConfig | None = None,

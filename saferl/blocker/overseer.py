@@ -49,7 +49,7 @@ class BlockerOverseer(BaseOverseer):
     def review(self, context: StepContext, action: int) -> Decision:
         return self.review_batch([context], [action])[0]
 
-    def _inputs(self, contexts: Sequence[StepContext]) -> np.ndarray:
+    def inputs(self, contexts: Sequence[StepContext]) -> np.ndarray:
         """The uint8 Blocker inputs of the contexts' frames (with each env's earlier frames when stacking)."""
         frames = [context.state.frame for context in contexts]
         if any(frame is None for frame in frames):
@@ -77,8 +77,12 @@ class BlockerOverseer(BaseOverseer):
         if game.name != self.blocker.game:
             raise SaferlError(f"this Blocker was trained for {self.blocker.game!r}, not {game.name!r}: "
                               f"train one for {game.name} (saferl train-blocker LABELS... --game {game.name})")
-        logits = self.blocker.action_logits(self._inputs(contexts))  # one forward pass: B x n_actions
+        logits = self.blocker.action_logits(self.inputs(contexts))  # one forward pass: B x n_actions
         self.batches += 1
+        return self.decide(contexts, actions, logits)
+
+    def decide(self, contexts: Sequence[StepContext], actions: Sequence[int], logits: np.ndarray) -> list[Decision]:
+        """The decisions on ``actions`` given the block logits of every action in each context (B x n_actions)."""
         if not np.isfinite(logits).all():
             raise SaferlError("the Blocker produced NaN or infinite scores: its weights are damaged; retrain it")
         blocked = logits >= self.blocker.threshold_logit

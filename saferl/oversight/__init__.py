@@ -13,19 +13,26 @@ from saferl.oversight.metrics import SafetyCallback, SafetyCounters
 from saferl.oversight.scripted import ScriptedOverseer
 from saferl.oversight.wrapper import OversightWrapper
 
-OVERSEERS = ("none", "scripted", "lookahead", "human")
+OVERSEERS = ("none", "scripted", "lookahead", "deferring", "human")
 BLOCKER_PREFIX = "blocker:"
 
 
 def make_overseer(name: str, seed: int | None = None, game: str | None = None, **options: Any) -> Overseer | None:
     """The overseer called ``name`` (``none`` gives None: nobody reviews), built with ``options``.
 
+    ``deferring`` decides with its own Blocker ensemble and asks ``asker`` (an overseer name, default scripted,
+    built with ``asker_options``) where it is unsure; its other options are
+    :class:`~saferl.oversight.deferring.DeferralConfig` fields.
     ``blocker:DIR`` is the Blocker (or ensemble) saved in folder DIR; with ``game`` it must be that game's.
     ``human`` is a person in a pygame window; its options are ``pace`` (ms per frame), ``scale`` (zoom),
     ``blocker`` (a Blocker folder whose score it shows) and ``label_store`` (where its decisions go, for undo).
     """
     if name == "none":
         return None
+    if name == "deferring":
+        from saferl.oversight.deferring import make_deferring_overseer
+
+        return make_deferring_overseer(seed, game, **options)
     try:
         if name == "scripted":
             return ScriptedOverseer(seed=seed, **options)

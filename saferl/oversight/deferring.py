@@ -1,0 +1,293 @@
+"""The deferring overseer: a Blocker ensemble decides where it is sure and asks a person where it is not.
+
+Active querying (PAPER.md: "query the human only where the Blocker is uncertain or the state is
+novel"). Until a Blocker exists every decision goes to the asker (a person, or any stand-in
+:class:`~saferl.oversight.decision.Overseer` such as the scripted rule). After that the ensemble
+decides, unless one of these says it should not:
+
+- *disagreement*: the members' block probabilities for the proposed action spread more than
+  ``disagreement`` (their standard deviation);
+- *near the threshold*: the mean logit lies within ``band`` logits of the zero-false-negative threshold;
+- *novel*: the frame is farther from every frame the asker labelled than ``novelty`` times the
+  distance within which 99% of those labelled frames have a neighbour (a coarse 4x4-pooled sketch).
+
+The asker's answers are labels (``Decision.label`` True, with the asker's seconds); the ensemble's own
+decisions are not (``label`` False, 0 seconds), so a label store keeps only what a person was asked.
+The overseer keeps its own in-memory copy of the asked examples (one preprocessed frame each: 25 KB
+for Pong, 77 KB for Space Invaders and Road Runner) and retrains the ensemble on them, in the
+reviewing process, once ``first_fit`` labels are in and then every ``refit_every`` new labels (the
+agent waits meanwhile, as it waits for a person). Training keeps the process's torch RNG state, so the
+agent's randomness goes on as if no training had happened. A resumed run starts with no Blocker.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Any, Sequence
+
+import numpy as np
+
+from saferl.errors import SaferlError
+from saferl.oversight.decision import BaseOverseer, Decision, Overseer, StepContext
+
+POOL = 4  # the novelty sketch averages 4x4 pixel blocks of the Blocker's input
+NOVELTY_QUANTILE = 0.99
+NOVELTY_PROBES = 512  # labelled frames whose nearest neighbour calibrates the novelty radius
+REASONS = ("disagreement", "near_threshold", "novel")
+
+
+@dataclass(frozen=True)
+class DeferralConfig:
+    """When the deferring overseer asks, and how it trains its ensemble (``overseer_options`` keys).
+
+    :param members: Blockers in the ensemble (at least 2 for disagreement).
+    :param disagreement: ask when the members' block probabilities spread more than this (std; 0.5 never).
+    :param band: ask when the mean block logit is within this many logits of the threshold (0: never).
+    :param novelty: ask when a frame is this many times farther from the labelled frames than usual (0: never).
+    :param novelty_memory: at most this many labelled frames (a random sample) are compared against.
+    :param first_fit: labels before the first ensemble is trained (every decision is asked until then).
+    :param refit_every: new labels between retrainings.
+    :param epochs: at most this many epochs per member and training.
+    :param patience: early stopping on the held-out segments' loss.
+    :param segment: agent steps of one episode that stay together in the train / validation split.
+    :param margin: safety margin below the zero-false-negative threshold (see ``train-blocker --margin``).
+    :param device: where the ensemble trains and runs (``auto``: cuda when present).
+    """
+
+    members: int = 3
+    disagreement: float = 0.05
+    band: float = 1.0
+    novelty: float = 1.0
+    novelty_memory: int = 4096
+    first_fit: int = 500
+    refit_every: int = 500
+    epochs: int = 10
+    patience: int = 3
+    segment: int = 100
+    margin: float = 0.0
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.members < 2:
+            raise SaferlError(f"the deferring overseer needs members >= 2 (overseer_options), not {self.members}")
+        for name in ("disagreement", "band", "novelty", "margin"):
+            if not math.isfinite(getattr(self, name)) or getattr(self, name) < 0:
+                raise SaferlError(f"overseer_options {name} must be a finite number >= 0, not {getattr(self, name)}")
+        for name in ("novelty_memory", "first_fit", "refit_every", "epochs", "patience", "segment"):
+            if getattr(self, name) < 1:
+                raise SaferlError(f"overseer_options {name} must be at least 1, not {getattr(self, name)}")
+
+
+def sketch(inputs: np.ndarray) -> np.ndarray:
+    """Coarse float32 vectors of uint8 Blocker inputs (B x C x H x W): means of 4x4 pixel blocks, in [0, 1]."""
+    b, c, h, w = inputs.shape
+    h4, w4 = h // POOL, w // POOL
+    blocks = inputs[:, :, :h4 * POOL, :w4 * POOL].reshape(b, c, h4, POOL, w4, POOL)
+    return (blocks.mean(axis=(3, 5), dtype=np.float32) / 255.0).reshape(b, -1)
+
+
+def squared_distances(queries: np.ndarray, memory: np.ndarray) -> np.ndarray:
+    """The squared Euclidean distances between the rows of ``queries`` and of ``memory`` (Q x M)."""
+    return np.maximum((queries ** 2).sum(1)[:, None] + (memory ** 2).sum(1)[None, :] - 2.0 * queries @ memory.T, 0.0)
+
+
+@dataclass
+class _Asked:
+    """The in-memory copy of the asked examples (what the ensemble trains on)."""
+
+    frames: list[np.ndarray] = field(default_factory=list)
+    actions: list[int] = field(default_factory=list)
+    blocked: list[bool] = field(default_factory=list)
+    segments: list[int] = field(default_factory=list)
+    segment_ids: dict[tuple[int, int], int] = field(default_factory=dict)
+
+    def add(self, frame: np.ndarray, action: int, blocked: bool, episode: int, segment: int) -> None:
+        self.frames.append(frame)
+        self.actions.append(action)
+        self.blocked.append(blocked)
+        self.segments.append(self.segment_ids.setdefault((episode, segment), len(self.segment_ids)))
+
+    def __len__(self) -> int:
+        return len(self.actions)
+
+
+class DeferringOverseer(BaseOverseer):
+    """Decides with a Blocker ensemble where it is sure, asks ``asker`` where it is not (see the module docstring).
+
+    :param asker: who is asked (the person, or a stand-in overseer); its answers are the labels.
+    :param game: the game's name (the ensemble is a Blocker for it).
+    :param action_names: the game's actions, in the env's order.
+    :param config: when to ask and how to train.
+    :param seed: seeds the splits, the members' training and the novelty sample.
+    """
+
+    name = "deferring"
+
+    def __init__(self, asker: Overseer, game: str, action_names: Sequence[str],
+                 config: DeferralConfig = DeferralConfig(), seed: int = 0) -> None:
+        from saferl.blocker import default_preprocessing
+
+        self.asker = asker
+        self.game = game
+        self.action_names = list(action_names)
+        self.config = config
+        self.seed = seed
+        self.requires = frozenset({"frame"}) | frozenset(getattr(asker, "requires", ()))
+        self.preprocessing = default_preprocessing(game)
+        self.ensemble: Any | None = None
+        self.fits = 0
+        self.asked = 0
+        self.decided = 0
+        self.reasons = dict.fromkeys(REASONS, 0)
+        self._view: Any | None = None
+        self._examples = _Asked()
+        self._next_fit = config.first_fit
+        self._memory = np.empty((0, 0), np.float32)
+        self._radius = math.inf
+        self._rng = np.random.default_rng(seed)
+
+    def review(self, context: StepContext, action: int) -> Decision:
+        return self.review_batch([context], [action])[0]
+
+    def review_batch(self, contexts: Sequence[StepContext], actions: Sequence[int]) -> list[Decision]:
+        if not contexts:
+            return []
+        if contexts[0].game.name != self.game:
+            raise SaferlError(f"this deferring overseer learns {self.game!r}, not {contexts[0].game.name!r}")
+        if any(context.state.frame is None for context in contexts):
+            raise RuntimeError("the deferring overseer needs frames: build the envs with with_frame=True")
+        actions = [int(a) for a in actions]
+        inputs = self.preprocessing.frames(np.stack([context.state.frame for context in contexts]))
+        if self.ensemble is None:
+            decisions: list[Decision | None] = [None] * len(contexts)
+            ask = np.ones(len(contexts), bool)
+        else:
+            decisions, ask = self._judge(contexts, actions, inputs)
+        asked = np.flatnonzero(ask)
+        if len(asked):
+            answers = self.asker.review_batch([contexts[i] for i in asked], [actions[i] for i in asked])
+            for i, answer in zip(asked, answers):
+                decisions[i] = replace(answer, label=True)
+                self._examples.add(inputs[i], actions[i], bool(answer.block), contexts[i].episode,
+                                   contexts[i].step // self.config.segment)
+        self.asked += len(asked)
+        self.decided += len(contexts) - len(asked)
+        if len(self._examples) >= self._next_fit:
+            self._next_fit = len(self._examples) + self.config.refit_every
+            self.fit()
+        return decisions  # type: ignore[return-value]
+
+    def _judge(self, contexts: Sequence[StepContext], actions: list[int],
+               inputs: np.ndarray) -> tuple[list[Decision | None], np.ndarray]:
+        """The ensemble's own decisions (not labels) and which of them to ask the asker about instead."""
+        from saferl.blocker.model import sigmoid
+
+        members = self.ensemble.member_logits(inputs, None)  # K x B x n_actions
+        mean = members.mean(axis=0)
+        own = [replace(d, label=False, seconds=0.0) for d in self._view.decide(contexts, actions, mean)]
+        rows = np.arange(len(actions))
+        chosen = members[:, rows, actions]
+        why = {
+            "disagreement": sigmoid(chosen).std(axis=0) > self.config.disagreement,
+            "near_threshold": np.abs(chosen.mean(axis=0) - self.ensemble.threshold_logit) < self.config.band,
+            "novel": self._novel(inputs),
+        }
+        for reason, flags in why.items():
+            self.reasons[reason] += int(flags.sum())
+        return list(own), np.logical_or.reduce(list(why.values()))
+
+    def fit(self) -> bool:
+        """Train the ensemble on the asked examples (keeping the previous one when they cannot make one yet:
+        too few blocks, or blocks in too few segments). Returns whether a new ensemble was trained."""
+        import torch
+
+        from saferl.blocker import BlockerOverseer, Split, TrainConfig, split_by_episode, train_ensemble
+
+        data = self._dataset()
+        config = TrainConfig(epochs=self.config.epochs, patience=self.config.patience, seed=self.seed + 100 * self.fits,
+                             device=self.config.device, progress=False)
+        try:
+            split = split_by_episode(data, (0.7, 0.15, 0.15), seed=config.seed)
+            held_out = np.sort(np.concatenate([split.val, split.test]))  # both set the threshold: more blocks
+            with torch.random.fork_rng(devices=[]):
+                ensemble = train_ensemble(data, Split(split.train, held_out, held_out[:0]), self.config.members,
+                                          config=config, margin=self.config.margin)
+        except SaferlError:
+            return False
+        self.ensemble, self._view = ensemble, BlockerOverseer(ensemble)
+        self.fits += 1
+        self._calibrate_novelty(data.frames)
+        return True
+
+    def _dataset(self) -> Any:
+        """The asked examples as a Blocker dataset whose "episodes" are segments of episodes."""
+        from saferl.blocker import BlockerData
+
+        asked = self._examples
+        n = len(asked)
+        segments = np.asarray(asked.segments, np.int64)
+        return BlockerData(game=self.game, action_names=self.action_names, preprocessing=self.preprocessing,
+                           frames=np.stack(asked.frames), actions=np.asarray(asked.actions, np.int64),
+                           blocked=np.asarray(asked.blocked, bool), catastrophe=np.zeros(n, bool),
+                           store=np.zeros(n, np.int64), store_episode=segments, episodes=segments,
+                           history=np.arange(n)[:, None])
+
+    def _calibrate_novelty(self, frames: np.ndarray) -> None:
+        """Keep a sample of labelled frames' sketches; the radius within which 99% have another one, times ``novelty``."""
+        if not self.config.novelty:
+            return
+        keep = self._rng.permutation(len(frames))[:self.config.novelty_memory]
+        self._memory = sketch(frames[keep])
+        probes = len(self._memory[:NOVELTY_PROBES])
+        squared = squared_distances(self._memory[:probes], self._memory)
+        squared[np.arange(probes), np.arange(probes)] = np.inf  # not itself
+        self._radius = float(np.quantile(np.sqrt(squared.min(axis=1)), NOVELTY_QUANTILE)) * self.config.novelty
+
+    def _novel(self, inputs: np.ndarray) -> np.ndarray:
+        """Which inputs lie farther from every remembered labelled frame than the novelty radius."""
+        if not self.config.novelty or not len(self._memory):
+            return np.zeros(len(inputs), bool)
+        return np.sqrt(squared_distances(sketch(inputs), self._memory).min(axis=1)) > self._radius
+
+    @property
+    def label_store(self) -> Any:
+        """The asker's label store (the human overseer relabels its stored blocks there on undo)."""
+        return getattr(self.asker, "label_store", None)
+
+    @label_store.setter
+    def label_store(self, store: Any) -> None:
+        if hasattr(self.asker, "label_store"):
+            self.asker.label_store = store
+
+    def close(self) -> None:
+        """Close the asker (a person's window)."""
+        close = getattr(self.asker, "close", None)
+        if close is not None:
+            close()
+
+    def stats(self) -> dict[str, Any]:
+        """How often it asked, decided itself, and why it asked; how many ensembles it trained."""
+        return {"asked": self.asked, "decided": self.decided, "fits": self.fits, "labels_kept": len(self._examples),
+                **{f"asked_{reason}": count for reason, count in self.reasons.items()}}
+
+
+def make_deferring_overseer(seed: int | None, game: str | None, asker: str = "scripted",
+                            asker_options: dict[str, Any] | None = None, **options: Any) -> DeferringOverseer:
+    """The deferring overseer of ``overseer_options``: ``asker`` (an overseer name) built with ``asker_options``,
+    the rest :class:`DeferralConfig` fields."""
+    from saferl.envs import game_action_names
+    from saferl.games import get_game
+    from saferl.oversight import BLOCKER_PREFIX, make_overseer
+
+    if game is None:
+        raise SaferlError("the deferring overseer trains a Blocker for one game: give --game")
+    if asker in ("none", "deferring") or asker.startswith(BLOCKER_PREFIX):
+        raise SaferlError(f"the deferring overseer's asker (overseer_options asker) must be someone who labels, such "
+                          f"as scripted or lookahead, not {asker!r}")
+    try:
+        config = DeferralConfig(**options)
+    except TypeError as err:
+        raise SaferlError(f"bad options {options} for the deferring overseer (overseer_options): {err}") from None
+    who = make_overseer(asker, seed=seed, game=game, **(asker_options or {}))
+    return DeferringOverseer(who, game, game_action_names(get_game(game)), config, seed or 0)
