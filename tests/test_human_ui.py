@@ -9,7 +9,7 @@ import pytest
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 from saferl.cli import main
-from saferl.envs import action_names, make_ale_env, make_overseen_env
+from saferl.envs import game_action_names, make_ale_env, make_overseen_env
 from saferl.errors import SaferlError
 from saferl.games import get_game
 from saferl.human_ui import HumanOverseer, OversightQuit, Window
@@ -44,10 +44,7 @@ def post(*keys):
 
 
 def new_store(path):
-    probe = make_ale_env(PONG)
-    store = LabelStore.create(path, PONG.name, action_names(probe))
-    probe.close()
-    return store
+    return LabelStore.create(path, PONG.name, game_action_names(PONG))
 
 
 def pong_context(steps=0, episode=0, env_index=0):
@@ -261,7 +258,7 @@ def test_saferl_review_with_a_blocker_prints_its_mistakes(tmp_path, capsys):
     from saferl.blocker import new_blocker, save_blocker
 
     scripted_store(tmp_path / "labels", steps=120)
-    blocker = new_blocker("pong", action_names(make_ale_env(PONG)), seed=0)
+    blocker = new_blocker("pong", game_action_names(PONG), seed=0)
     save_blocker(blocker, tmp_path / "blocker")
     post(pygame.K_f, pygame.K_p, pygame.K_RIGHT, pygame.K_h, pygame.K_ESCAPE)
     rc = main(["review", str(tmp_path / "labels"), "--blocker", str(tmp_path / "blocker"), "--scale", "1", "--json"])

@@ -274,18 +274,14 @@ def _cycle(choice: int | None, n_actions: int, step: int) -> int | None:
     return options[(options.index(choice) + step) % len(options)]
 
 
-def _action_names(context: StepContext) -> list[str]:
-    """The action names of the context's game."""
-    return game_action_names(context.game.name)
-
-
 @lru_cache(maxsize=None)
-def game_action_names(game: str) -> list[str]:
-    """The names of the actions of ``game``'s env, as ALE names them (``NOOP``, ``FIRE``, ...)."""
-    from saferl.envs import action_names, make_ale_env
+def _names(game: str) -> list[str]:
+    from saferl.envs import game_action_names
     from saferl.games import get_game
 
-    probe = make_ale_env(get_game(game))
-    names = action_names(probe)
-    probe.close()
-    return names
+    return game_action_names(get_game(game))
+
+
+def _action_names(context: StepContext) -> list[str]:
+    """The action names of the context's game (``NOOP``, ``FIRE``, ...), read once per game."""
+    return _names(context.game.name)
