@@ -257,6 +257,27 @@ def cmd_review(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_attack_blocker(args: argparse.Namespace) -> int:
+    from saferl.attack import attack_blocker, parse_methods
+
+    summary = attack_blocker(args.dir, args.game, parse_methods(args.method), steps=args.steps, out=args.out,
+                             seed=args.seed, n_envs=args.n_envs, max_frames=args.frames, policies=args.policies,
+                             train_steps=args.train_steps, epsilons=args.epsilons)
+    shown = {f"{method} {key}": value for method, row in summary["methods"].items() for key, value in row.items()}
+    _print_summary(f"attacks on {args.dir} (report: {Path(summary['out']) / 'report.md'})", shown, False)
+    if args.json:
+        print(json.dumps(summary, default=str))
+    return 0
+
+
+def _epsilons(text: str) -> tuple[int, ...]:
+    """Comma-separated whole pixel levels, e.g. ``1,2,4,8``."""
+    try:
+        return tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: write whole pixel levels separated by commas, e.g. 1,2,4,8") from None
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from saferl.report import write_report
 
@@ -379,6 +400,28 @@ def build_parser() -> argparse.ArgumentParser:
     review.add_argument("labels", help="the label store folder (saferl oversee --out DIR)")
     review.add_argument("--blocker", metavar="DIR", help="a trained Blocker: show its scores and find its mistakes")
     review.add_argument("--scale", type=int, metavar="N", help="zoom of the frame (default 3)")
+
+    attack = command("attack-blocker", cmd_attack_blocker,
+                     "Search for states where a trained Blocker lets a catastrophe through (judged by the game's "
+                     "ground truth): other policies, an adversarial agent, perturbed frames; report.md and PNGs.")
+    attack.add_argument("dir", help="the Blocker (or ensemble) folder")
+    attack.add_argument("--game", required=True, help="the Blocker's game")
+    attack.add_argument("--method", required=True,
+                        help="shift (other policies), adversary (PPO rewarded for catastrophes let through), perturb "
+                             "(FGSM / PGD on the frames); several comma-separated")
+    attack.add_argument("--steps", type=int, default=2000,
+                        help="agent steps per policy (shift), of the adversary's training, or of the play that "
+                             "collects blocks to perturb (default 2,000)")
+    attack.add_argument("--out", help="folder for report.md, attack.json and frames/ (default DIR/attack)")
+    attack.add_argument("--seed", type=int, default=0)
+    attack.add_argument("--n-envs", type=int, default=8, help="envs stepped together (default 8)")
+    attack.add_argument("--policies", metavar="RUN_DIR",
+                        help="shift: also roll out the agent checkpoints of this saferl experiment run folder")
+    attack.add_argument("--train-steps", type=int, default=0,
+                        help="shift: also train PPO agents of two other seeds this many steps and roll them out")
+    attack.add_argument("--epsilons", type=_epsilons, default=(1, 2, 4, 8),
+                        help="perturb: L-infinity budgets in pixel levels of 255 (default 1,2,4,8)")
+    attack.add_argument("--frames", type=int, default=20, help="PNGs kept per policy or attack (default 20)")
 
     report = command("report", cmd_report, "Write report.md, report.json and plots of an experiment's run folder.")
     report.add_argument("dir", help="the run folder (saferl experiment --out DIR)")

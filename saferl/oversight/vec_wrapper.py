@@ -77,6 +77,11 @@ class VecOversight(VecEnvWrapper):
         """The running safety counters over all envs."""
         return self.intervention.counters
 
+    @property
+    def contexts(self) -> list[StepContext]:
+        """What each env's next decision is taken in (``state.frame`` is the frame the overseer will see)."""
+        return list(self._contexts)
+
     def _new_episode(self, index: int, info: dict[str, Any]) -> StepContext:
         """The context of env ``index``'s first step in a fresh episode."""
         if "game_state" not in info:
