@@ -380,12 +380,28 @@ def _markdown(config: Mapping[str, Any], run_dir: Path, finished: Sequence[Run],
     if blockers:
         parts.append("## The Blocker (held-out figures)\n\n"
                      + format_table(blockers, {"condition": "condition", "seed": "seed", **BLOCKER_COLUMNS}))
+    parts.append(_labour_section(config, finished))
     parts.append("## Plots\n\n![Cumulative catastrophes against frames](plots/catastrophes.png)\n\n"
                  "![Game return against frames](plots/returns.png)")
     if unfinished:
         names = ", ".join(f"`{run.path.relative_to(run_dir)}`" for run in unfinished)
         parts.append(f"Runs not finished (left out): {names}.")
     return "\n\n".join(parts) + "\n"
+
+
+def _labour_section(config: Mapping[str, Any], finished: Sequence[Run]) -> str:
+    """The human labour of each condition (means over seeds), extrapolated to 100M frames (:mod:`saferl.labour`)."""
+    from saferl.labour import ASSUMED_SECONDS, COLUMNS, human_labour
+
+    skip = _frameskip(config, finished)
+    rows = []
+    for condition in sorted({run.condition for run in finished}, key=condition_key):
+        runs = [human_labour(run.summary, skip) for run in finished if run.condition == condition]
+        rows.append({"condition": condition, **{key: mean_ci([r[key] for r in runs])[0] for key in list(COLUMNS)[1:]}})
+    return ("## Human labour\n\nFrames a person looked at (one per label) while on duty, and what that rate comes "
+            "to over 100M frames against watching every frame of them (the paper's oversight phase). Seconds a "
+            f"decision are the run's own where it recorded any, else {ASSUMED_SECONDS} s (the paper's window "
+            "pace); means over seeds.\n\n" + format_table(rows, COLUMNS))
 
 
 def write_report(run_dir: str | Path) -> list[dict[str, Any]]:
