@@ -201,6 +201,8 @@ def cmd_experiment(args: argparse.Namespace) -> int:
             data["seeds"] = list(range(args.seeds))
         if args.hyperparam:
             data["hyperparams"] = {**data.get("hyperparams", {}), **dict(args.hyperparam)}
+        if args.overseer_option:
+            data["overseer_options"] = {**data.get("overseer_options", {}), **dict(args.overseer_option)}
         blocker = dict(data.get("blocker", {}))
         for key in ("margin", "epochs"):
             if getattr(args, f"blocker_{key}") is not None:
@@ -366,7 +368,8 @@ def build_parser() -> argparse.ArgumentParser:
     experiment.add_argument("--agent", help="dqn, a2c, ppo or a3c (default dqn)")
     experiment.add_argument("--overseer", help="who oversees in HIRL's first phase and gives penalty_only its "
                             "penalties: scripted, lookahead or human (a person in a window; dqn, a2c or ppo with "
-                            "--workers 1) (default scripted)")
+                            "--workers 1), or deferring (its Blocker ensemble asks one of those only where it is "
+                            "unsure; see --overseer-option) (default scripted)")
     experiment.add_argument("--conditions", help="comma-separated, from none, penalty_only, hirl (default all)")
     experiment.add_argument("--seeds", type=int, help="runs per condition, seeds 0..K-1 (default 1)")
     experiment.add_argument("--oversight-steps", type=int, help="agent steps of oversight before the Blocker takes over")
@@ -382,6 +385,9 @@ def build_parser() -> argparse.ArgumentParser:
     experiment.add_argument("--blocker-epochs", type=int, help="at most this many Blocker epochs")
     experiment.add_argument("--hyperparam", action="append", type=_hyperparam, metavar="KEY=VALUE",
                             help="override an agent hyperparameter (repeatable), e.g. learning_starts=5000")
+    experiment.add_argument("--overseer-option", action="append", type=_hyperparam, metavar="KEY=VALUE",
+                            help="an option of the overseer (repeatable), e.g. seconds_per_decision=0.5; for "
+                                 "deferring: asker=scripted, first_fit=400, 'asker_options={seconds_per_decision: 0.5}'")
     human_window(experiment)
     experiment.add_argument("--out", help="the run folder (created)")
     experiment.add_argument("--resume", metavar="RUN_DIR", help="finish an interrupted experiment from its checkpoints")
