@@ -8,6 +8,7 @@ import ale_py
 import gymnasium as gym
 
 from saferl.emulator import Emulator
+from saferl.errors import SaferlError
 from saferl.games import Game
 
 gym.register_envs(ale_py)
@@ -48,6 +49,19 @@ def game_action_names(game: Game) -> list[str]:
 def needs_frames(overseer: Any | None, label_store: Any | None, with_frame: bool = False) -> bool:
     """Whether envs must snapshot RGB frames: asked for, stored as labels, or read by the overseer."""
     return with_frame or label_store is not None or "frame" in getattr(overseer, "requires", ())
+
+
+BACKENDS = ("dummy", "subproc", "shared")
+
+
+def choose_backend(n_envs: int, overseer: Any | None, backend: str | None = None) -> str:
+    """The vec env backend for ``make_vec_env`` (None: the default; see there); a clear error for a bad name."""
+    if backend is None:
+        simulates = "emulator" in getattr(overseer, "requires", ())
+        return "shared" if n_envs > 1 and not simulates else "dummy"
+    if backend not in BACKENDS:
+        raise SaferlError(f"unknown vec env backend {backend!r}: choose one of {', '.join(BACKENDS)}")
+    return backend
 
 
 def make_overseen_env(
@@ -102,19 +116,28 @@ def make_vec_env(
     subprocess: bool = False,
     preprocess: bool = True,
     first_episode: int = 0,
+    backend: str | None = None,
     **overrides: Any,
 ) -> Any:
     """``n_envs`` overseen envs of ``game`` as an SB3 VecEnv: ground truth in each env, one batched review.
 
     With ``preprocess`` the agent sees 84x84 grayscale frames (ALE's own grayscale screen); stack
-    them with SB3's ``VecFrameStack``. ``subprocess`` runs the envs in worker processes.
+    them with SB3's ``VecFrameStack``. ``backend`` says where the envs run: ``dummy`` (this process,
+    SB3's DummyVecEnv: what overseers that simulate the envs, such as look-ahead, need), ``subproc``
+    (SB3's SubprocVecEnv, a process per env) or ``shared`` (:class:`~saferl.shared_vec_env.SharedMemoryVecEnv`,
+    a worker per core over shared memory). None picks ``shared`` for more than one env when the
+    overseer does not simulate them, else ``dummy``: 8 Pong envs on 2 busy cores stepped 1.2-1.3x
+    as fast on ``shared`` as on ``dummy`` and 1.25-1.65x as fast as on ``subproc``, with the least
+    CPU per step (``python bench/env_speed.py``). ``subprocess=True`` is ``backend="subproc"``.
     """
     from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 
     from saferl.oversight import GroundTruthWrapper
     from saferl.oversight.vec_wrapper import VecOversight
+    from saferl.shared_vec_env import EnvRecipe, SharedMemoryVecEnv
 
     needs_frame = needs_frames(overseer, label_store, with_frame)
+    backend = choose_backend(n_envs, overseer, backend or ("subproc" if subprocess else None))
 
     def build(rank: int) -> Any:
         def thunk() -> gym.Env:
@@ -125,7 +148,14 @@ def make_vec_env(
 
         return thunk
 
-    vec_cls = SubprocVecEnv if subprocess else DummyVecEnv
-    venv = vec_cls([build(rank) for rank in range(n_envs)])
+    if backend == "shared":
+        venv = SharedMemoryVecEnv(EnvRecipe(game, seed, needs_frame, preprocess, tuple(overrides.items())), n_envs)
+    else:
+        venv = (SubprocVecEnv if backend == "subproc" else DummyVecEnv)([build(rank) for rank in range(n_envs)])
     venv.seed(seed)
-    return VecOversight(venv, game, overseer, mode=mode, penalty=penalty, label_store=label_store, first_episode=first_episode)
+    try:
+        return VecOversight(venv, game, overseer, mode=mode, penalty=penalty, label_store=label_store,
+                            first_episode=first_episode)
+    except BaseException:
+        venv.close()  # no worker processes left behind by a refused overseer
+        raise

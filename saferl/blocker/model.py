@@ -165,7 +165,8 @@ class Blocker:
 
     def _infer(self, inputs: np.ndarray, run: Callable[[torch.Tensor, slice], torch.Tensor]) -> np.ndarray:
         """``run`` (float inputs, their slice of ``inputs``) over chunks of ``inputs``, in eval mode, as float64."""
-        self.net.eval()
+        if self.net.training:  # eval() walks every module: about 0.1 ms, a few percent of a review of 8 frames
+            self.net.eval()
         out = []
         with torch.inference_mode(), _one_thread_if(len(inputs) <= SMALL_BATCH and self.device.type == "cpu"):
             for start in range(0, len(inputs), INFERENCE_BATCH):

@@ -47,7 +47,8 @@ class VecOversight(VecEnvWrapper):
         requires = getattr(overseer, "requires", frozenset())
         if "emulator" in requires and not isinstance(venv, DummyVecEnv):
             raise SaferlError(
-                f"the {overseer.name} overseer simulates the envs, so they must run in this process: use DummyVecEnv"
+                f"the {overseer.name} overseer simulates the envs, so they must run in this process: use DummyVecEnv "
+                "(make_vec_env(..., backend='dummy'), its default for such overseers)"
             )
         self._emulators = [env.get_wrapper_attr("emulator") for env in venv.envs] if "emulator" in requires else None
         self._next_episode = first_episode
@@ -108,15 +109,22 @@ class VecOversight(VecEnvWrapper):
             decisions = [ALLOW] * self.num_envs
         else:
             decisions = self.overseer.review_batch(self._contexts, proposed.tolist())
-        executed = np.empty_like(proposed)
-        self._pending = []
-        for i, (context, decision) in enumerate(zip(self._contexts, decisions)):
-            executed[i] = self.intervention.executed_action(context, decision, int(proposed[i]))
-            counterfactual = None
-            if executed[i] != proposed[i]:
-                counterfactual = self.venv.env_method("would_be_catastrophe", int(proposed[i]), indices=[i])[0]
-            self._pending.append((context, decision, int(proposed[i]), int(executed[i]), counterfactual))
+        executed = np.array([self.intervention.executed_action(context, decision, int(action))
+                             for context, decision, action in zip(self._contexts, decisions, proposed)], np.int64)
+        counterfactuals = self._counterfactuals(proposed, executed)
+        self._pending = [(context, decision, int(proposed[i]), int(executed[i]), counterfactuals.get(i))
+                         for i, (context, decision) in enumerate(zip(self._contexts, decisions))]
         self.venv.step_async(executed)
+
+    def _counterfactuals(self, proposed: np.ndarray, executed: np.ndarray) -> dict[int, bool]:
+        """Would each overridden env's proposed action have held a catastrophe? One ``env_method`` call per
+        distinct proposed action, so envs in worker processes answer together."""
+        overridden = np.flatnonzero(executed != proposed)
+        answers: dict[int, bool] = {}
+        for action in np.unique(proposed[overridden]):
+            indices = overridden[proposed[overridden] == action].tolist()
+            answers.update(zip(indices, self.venv.env_method("would_be_catastrophe", int(action), indices=indices)))
+        return answers
 
     def step_wait(self) -> VecEnvStepReturn:
         obs, rewards, dones, infos = self.venv.step_wait()

@@ -1,0 +1,237 @@
+"""SharedMemoryVecEnv: a few processes step many envs each and write the results into shared memory.
+
+SB3's SubprocVecEnv runs one process per env and pickles every observation and info through a pipe.
+Here each worker process (one per core, less the one the calling process steps on while it would
+otherwise wait) steps a contiguous block of envs and writes the agent's observations, rewards, end
+flags, ground truth (RAM, lives, catastrophe) and, only when asked, RGB frames into numpy arrays
+over one shared buffer; the pipe carries a one-word command per step.
+Workers keep per-step Python work lean: :meth:`~saferl.emulator.Emulator.act` (the replayable
+frameskip and sticky actions, so results equal the in-process envs'), ALE's own grayscale screen
+resized like gymnasium's ``AtariPreprocessing``, no RGB copy unless frames are needed, and the
+game's ground truth computed where the env runs.
+
+The envs are the same as :func:`saferl.envs.make_vec_env` builds with ``backend="dummy"``
+(``GroundTruthWrapper`` + ``AtariPreprocessing``): same observations, rewards, infos
+(``game_state``, ``catastrophe``, ``lives``, ``episode_frame_number``, ``terminal_observation``),
+``reset_infos`` and :data:`~saferl.oversight.ground_truth.HOLD` steps; ``env_method`` runs in the
+worker (``would_be_catastrophe`` for the oversight's counterfactuals). One difference: at an
+episode's end ``terminal_observation`` is the last frame (``AtariPreprocessing`` with
+``frame_skip=1`` repeats the frame before it). The emulators live in the workers, so overseers that
+simulate the envs (look-ahead) need the in-process backend.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import sys
+from multiprocessing.connection import Connection
+from typing import Any, Sequence
+
+import gymnasium as gym
+import numpy as np
+from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices, VecEnvObs, VecEnvStepReturn
+
+from saferl.games import GameState
+from saferl.vec_worker import EnvBlock, EnvRecipe, fields_of, nbytes, run_worker, views
+
+LOCAL = -1
+"""The owner of the envs this process steps itself."""
+
+
+def forkserver_preload() -> list[str]:
+    """What the forkserver should import before it forks workers: the worker module, and the heavy modules
+    this program has imported. CPython 3.11's forkserver drops its ``__main__`` preload (it asks for
+    ``main_path``; the preparation data calls it ``init_main_from_path``), so every worker runs the main
+    module again; with torch and SB3 already in the server that re-run takes milliseconds, not seconds.
+    """
+    return ["saferl.vec_worker", *(name for name in ("torch", "stable_baselines3") if name in sys.modules)]
+
+
+def available_cpus() -> int:
+    """The CPUs this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+class SharedMemoryVecEnv(VecEnv):
+    """``n_envs`` saferl envs of one game stepped by worker processes over shared memory (see the module).
+
+    The envs are split into contiguous blocks, one per worker and, with ``in_process``, one this
+    process steps itself while the workers step theirs (it would only wait for them otherwise).
+
+    :param recipe: the game and env settings.
+    :param n_envs: how many envs.
+    :param n_workers: worker processes (None: one per CPU, less the one this process steps on).
+    :param in_process: step a block of envs in this process too.
+    :param start_method: multiprocessing start method (``forkserver`` as SB3's SubprocVecEnv: scripts need
+        an ``if __name__ == "__main__":`` guard).
+    """
+
+    def __init__(self, recipe: EnvRecipe, n_envs: int, n_workers: int | None = None, in_process: bool = True,
+                 start_method: str = "forkserver") -> None:
+        if n_workers is None:
+            n_workers = available_cpus() - int(in_process)
+        n_workers = max(0, min(n_workers, n_envs - int(in_process)))
+        if n_workers == 0 and not in_process:
+            raise ValueError("SharedMemoryVecEnv needs a worker process or in_process=True")
+        self.recipe = recipe
+        fields = fields_of(recipe, n_envs)
+        context = mp.get_context(start_method)
+        if start_method == "forkserver":
+            context.set_forkserver_preload(forkserver_preload())
+        self._buffer = context.RawArray("b", nbytes(fields))
+        self._arrays = views(self._buffer, fields)
+        blocks = [[int(i) for i in block] for block in np.array_split(np.arange(n_envs), n_workers + int(in_process))]
+        local = blocks.pop(0) if in_process else []
+        self._owner = {i: LOCAL for i in local} | {i: w for w, block in enumerate(blocks) for i in block}
+        self._conns: list[Connection] = []
+        self._processes: list[Any] = []
+        self._local: EnvBlock | None = None
+        self.closed = False
+        self.waiting = False
+        try:
+            for block in blocks:
+                parent, child = context.Pipe()
+                process = context.Process(target=run_worker, args=(child, self._buffer, recipe, n_envs, block),
+                                          daemon=True)
+                process.start()
+                child.close()
+                self._conns.append(parent)
+                self._processes.append(process)
+            if local:
+                self._local = EnvBlock(recipe, local, self._arrays)
+            self._gather(range(n_workers))
+        except BaseException:
+            self.close()
+            raise
+        action_space = self._ask("get", [0], "action_space")[0]
+        super().__init__(n_envs, gym.spaces.Box(0, 255, recipe.obs_shape, np.uint8), action_space)
+
+    # --- talking to workers -----------------------------------------------------------------------
+    def _gather(self, workers: Sequence[int] | range) -> list[Any]:
+        """Each worker's answer, in order; the first worker error is raised once all have answered."""
+        answers, errors = [], []
+        for w in workers:
+            try:
+                status, result = self._conns[w].recv()
+            except EOFError:
+                status, result = "error", f"it died (exit code {self._processes[w].exitcode})"
+            if status == "error":
+                errors.append(f"SharedMemoryVecEnv worker {w} failed:\n{result}")
+            answers.append(result)
+        if errors:
+            raise RuntimeError(errors[0])
+        return answers
+
+    def _run(self, command: str, data: Any) -> None:
+        """Run ``command`` on every env: the workers' blocks and this process's."""
+        for conn in self._conns:
+            conn.send((command, data))
+        if self._local is not None:
+            self._local.handle(command, data)
+        self._gather(range(len(self._conns)))
+
+    def _ask(self, command: str, indices: VecEnvIndices, *data: Any) -> list[Any]:
+        """Run ``command`` on the envs ``indices`` where they live; the answers in the order of ``indices``."""
+        groups: dict[int, list[int]] = {}
+        for i in self._get_indices(indices):
+            groups.setdefault(self._owner[int(i)], []).append(int(i))
+        remote = [w for w in groups if w != LOCAL]
+        for w in remote:
+            self._conns[w].send((command, (groups[w], *data)))
+        answers: dict[int, Any] = {}
+        if LOCAL in groups:
+            answers.update(zip(groups[LOCAL], self._local.handle(command, (groups[LOCAL], *data))))
+        for w, results in zip(remote, self._gather(remote)):
+            answers.update(zip(groups[w], results))
+        return [answers[int(i)] for i in self._get_indices(indices)]
+
+    # --- the VecEnv API -----------------------------------------------------------------------------
+    def _infos(self, prefix: str) -> list[dict[str, Any]]:
+        """The ground-truth part of each env's info, from the shared arrays (copied: the next step overwrites them)."""
+        arrays = self._arrays
+        ram = arrays[prefix + "ram"].copy()
+        frames = arrays[prefix + "frame"].copy() if self.recipe.frames else None
+        frame_numbers = arrays[prefix + "frame_number"].tolist()
+        lives = arrays[prefix + "lives"].tolist()
+        return [{"lives": lives[i], "episode_frame_number": frame_numbers[i],
+                 "game_state": GameState(ram=ram[i], lives=lives[i], frame=None if frames is None else frames[i])}
+                for i in range(self.num_envs)]
+
+    def reset(self) -> VecEnvObs:
+        seeds = dict(enumerate(self._seeds))
+        options = dict(enumerate(self._options))
+        self._run("reset", (seeds, options))
+        self.reset_infos = [{**info, "catastrophe": False} for info in self._infos("reset_")]
+        self._reset_seeds()
+        self._reset_options()
+        return self._arrays["obs"].copy()
+
+    def step_async(self, actions: np.ndarray) -> None:
+        self._arrays["action"][:] = np.asarray(actions).reshape(self.num_envs)
+        for conn in self._conns:
+            conn.send(("step", None))
+        self.waiting = True
+
+    def step_wait(self) -> VecEnvStepReturn:
+        if self._local is not None:  # this process's block, while the workers step theirs
+            self._local.handle("step", None)
+        self._gather(range(len(self._conns)))
+        self.waiting = False
+        arrays = self._arrays
+        terminated, truncated = arrays["terminated"].copy(), arrays["truncated"].copy()
+        dones = terminated | truncated
+        catastrophes = arrays["catastrophe"].tolist()
+        infos = self._infos("")
+        if dones.any():
+            resets = self._infos("reset_")
+        for i, info in enumerate(infos):
+            info["catastrophe"] = catastrophes[i]
+            info["TimeLimit.truncated"] = bool(truncated[i] and not terminated[i])
+            if dones[i]:
+                info["terminal_observation"] = arrays["final"][i].copy()
+                self.reset_infos[i] = {**resets[i], "catastrophe": False}
+        return arrays["obs"].copy(), arrays["reward"].copy(), dones, infos
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        for conn, process in zip(self._conns, self._processes):
+            try:
+                if self.waiting:
+                    conn.recv()
+                if process.is_alive():
+                    conn.send(("close", None))
+                    conn.recv()
+            except (EOFError, OSError, BrokenPipeError):
+                pass
+        for process in self._processes:
+            process.join(timeout=5)
+            if process.is_alive():
+                process.terminate()
+                process.join()
+        for conn in self._conns:
+            conn.close()
+        if self._local is not None:
+            self._local.handle("close", None)
+
+    def get_attr(self, attr_name: str, indices: VecEnvIndices = None) -> list[Any]:
+        return self._ask("get", indices, attr_name)
+
+    def set_attr(self, attr_name: str, value: Any, indices: VecEnvIndices = None) -> None:
+        self._ask("set", indices, attr_name, value)
+
+    def env_method(self, method_name: str, *method_args: Any, indices: VecEnvIndices = None, **method_kwargs: Any) -> list[Any]:
+        return self._ask("call", indices, method_name, method_args, method_kwargs)
+
+    def env_is_wrapped(self, wrapper_class: type[gym.Wrapper], indices: VecEnvIndices = None) -> list[bool]:
+        return [False for _ in self._get_indices(indices)]
+
+    def get_images(self) -> Sequence[np.ndarray | None]:
+        return self.env_method("render")
+
+    @property
+    def worker_pids(self) -> list[int]:
+        """The worker processes' ids."""
+        return [int(process.pid) for process in self._processes]

@@ -1,0 +1,128 @@
+"""The vec env backends: SharedMemoryVecEnv gives what DummyVecEnv gives, faster, and cleans up after itself."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from saferl.envs import choose_backend, make_vec_env
+from saferl.errors import SaferlError
+from saferl.games import get_game
+from saferl.oversight import HOLD, LookaheadOverseer, ScriptedOverseer
+from saferl.shared_vec_env import SharedMemoryVecEnv
+from saferl.vec_worker import HOLD as WORKER_HOLD
+
+PONG = get_game("pong")
+SPACE_INVADERS = get_game("space_invaders")
+
+
+def assert_same_state(a, b):
+    assert np.array_equal(a.ram, b.ram) and a.lives == b.lives
+    assert (a.frame is None) == (b.frame is None)
+    if a.frame is not None:
+        assert np.array_equal(a.frame, b.frame)
+
+
+@pytest.mark.parametrize("game, sticky", [(PONG, 0.0), (PONG, 0.25), (SPACE_INVADERS, 0.25)])
+def test_shared_envs_step_as_the_in_process_ones(game, sticky):
+    """Same seeds and actions (with holds and episode ends): same observations, rewards, ends, ground truth,
+    frames and counterfactuals; asking a counterfactual leaves the env as it was."""
+    kwargs = dict(seed=5, with_frame=True, repeat_action_probability=sticky, max_num_frames_per_episode=240)
+    shared = make_vec_env(game, n_envs=3, backend="shared", **kwargs).venv
+    dummy = make_vec_env(game, n_envs=3, backend="dummy", **kwargs).venv
+    try:
+        assert isinstance(shared, SharedMemoryVecEnv) and len(shared.worker_pids) >= 1
+        assert shared.observation_space == dummy.observation_space and shared.action_space == dummy.action_space
+        last = shared.reset()
+        assert np.array_equal(last, dummy.reset())
+        for a, b in zip(shared.reset_infos, dummy.reset_infos):
+            assert_same_state(a["game_state"], b["game_state"])
+        rng = np.random.default_rng(0)
+        ends = catastrophes = 0
+        for step in range(150):
+            actions = rng.integers(shared.action_space.n, size=3)
+            actions[rng.random(3) < 0.1] = HOLD
+            asked = step % 7 == 0
+            if asked:
+                assert shared.env_method("would_be_catastrophe", 3) == dummy.env_method("would_be_catastrophe", 3)
+            obs, rewards, dones, infos = shared.step(actions)
+            obs_d, rewards_d, dones_d, infos_d = dummy.step(actions)
+            assert np.array_equal(rewards, rewards_d) and np.array_equal(dones, dones_d)
+            for i in range(3):
+                if asked and actions[i] == HOLD:
+                    # A hold right after a counterfactual: the in-process stack's AtariPreprocessing reads the ALE
+                    # screen, which ALE's restoreState leaves at the simulated frame; the shared env returns
+                    # the observation the env is really at.
+                    assert np.array_equal(obs[i], last[i])
+                else:
+                    assert np.array_equal(obs[i], obs_d[i])
+            last = obs
+            for i, (a, b) in enumerate(zip(infos, infos_d)):
+                assert a["catastrophe"] == b["catastrophe"] and a["TimeLimit.truncated"] == b["TimeLimit.truncated"]
+                assert a["lives"] == b["lives"] and a["episode_frame_number"] == b["episode_frame_number"]
+                assert_same_state(a["game_state"], b["game_state"])
+                if dones[i]:
+                    assert a["terminal_observation"].shape == b["terminal_observation"].shape
+                    assert_same_state(shared.reset_infos[i]["game_state"], dummy.reset_infos[i]["game_state"])
+            ends += int(dones.sum())
+            catastrophes += sum(info["catastrophe"] for info in infos)
+        assert ends >= 3  # episodes cut at 240 frames: auto-resets were compared too
+        if game is PONG:
+            assert catastrophes > 0
+    finally:
+        shared.close()
+        dummy.close()
+
+
+def test_scripted_oversight_on_shared_envs_blocks_every_catastrophe():
+    venv = make_vec_env(PONG, n_envs=4, overseer=ScriptedOverseer(), seed=3)
+    try:
+        assert isinstance(venv.venv, SharedMemoryVecEnv)  # the default for several envs
+        venv.reset()
+        rng = np.random.default_rng(3)
+        for _ in range(300):
+            venv.step(rng.integers(6, size=4))
+        totals = venv.counters.totals
+        assert totals["steps"] == 1200 and totals["blocks"] > 0 and totals["catastrophes"] == 0
+        assert totals["false_positives"] <= totals["blocks"]  # each block's counterfactual was asked in a worker
+    finally:
+        venv.close()
+
+
+def test_close_leaves_no_processes():
+    venv = make_vec_env(PONG, n_envs=4, seed=0, backend="shared")
+    pids = venv.venv.worker_pids
+    assert pids and all(os.path.exists(f"/proc/{pid}") for pid in pids)
+    venv.reset()
+    venv.step(np.zeros(4, dtype=np.int64))
+    venv.close()
+    venv.close()  # twice is fine
+    assert not any(os.path.exists(f"/proc/{pid}") for pid in pids)
+
+
+def test_lookahead_is_refused_on_worker_processes_and_gets_in_process_envs_by_default():
+    with pytest.raises(SaferlError, match="backend='dummy'"):
+        make_vec_env(PONG, n_envs=2, overseer=LookaheadOverseer(), seed=1, backend="shared")
+    assert choose_backend(8, LookaheadOverseer()) == "dummy"
+    assert choose_backend(8, ScriptedOverseer()) == "shared" and choose_backend(1, None) == "dummy"
+    assert choose_backend(8, None, "subproc") == "subproc"
+    with pytest.raises(SaferlError, match="choose one of dummy, subproc, shared"):
+        choose_backend(8, None, "threads")
+
+
+def test_worker_errors_name_the_worker_and_the_cause():
+    venv = make_vec_env(PONG, n_envs=2, seed=0, backend="shared").venv
+    try:
+        with pytest.raises(RuntimeError, match="worker 0 failed(.|\n)*no_such_method"):
+            venv.env_method("no_such_method", indices=[1])  # the last env is always a worker's
+        assert venv.get_attr("render_mode") == [None, None]
+    finally:
+        venv.close()
+
+
+def test_the_worker_module_stays_light_and_agrees_on_hold():
+    assert WORKER_HOLD == HOLD
+    code = "import sys, saferl.vec_worker; assert 'torch' not in sys.modules and 'stable_baselines3' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
