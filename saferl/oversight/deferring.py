@@ -48,8 +48,10 @@ class DeferralConfig:
     :param novelty_memory: at most this many labelled frames (a random sample) are compared against.
     :param first_fit: labels before the first ensemble is trained (every decision is asked until then).
     :param refit_every: new labels between retrainings.
-    :param epochs: at most this many epochs per member and training.
-    :param patience: early stopping on the held-out segments' loss.
+    :param updates: gradient steps per member and training, at the least (few labels make short epochs: a
+        fixed number of epochs would leave the first ensembles untrained and unsure everywhere). Each member
+        trains them all and keeps its epoch of least held-out loss: the small Pong CNN can sit on a plateau
+        for a few hundred steps before it learns, which early stopping took for the end (measured).
     :param segment: agent steps of one episode that stay together in the train / validation split.
     :param margin: safety margin below the zero-false-negative threshold (see ``train-blocker --margin``).
     :param device: where the ensemble trains and runs (``auto``: cuda when present).
@@ -60,10 +62,9 @@ class DeferralConfig:
     band: float = 1.0
     novelty: float = 1.0
     novelty_memory: int = 4096
-    first_fit: int = 500
-    refit_every: int = 500
-    epochs: int = 10
-    patience: int = 3
+    first_fit: int = 400
+    refit_every: int = 400
+    updates: int = 1000
     segment: int = 100
     margin: float = 0.0
     device: str = "auto"
@@ -74,7 +75,7 @@ class DeferralConfig:
         for name in ("disagreement", "band", "novelty", "margin"):
             if not math.isfinite(getattr(self, name)) or getattr(self, name) < 0:
                 raise SaferlError(f"overseer_options {name} must be a finite number >= 0, not {getattr(self, name)}")
-        for name in ("novelty_memory", "first_fit", "refit_every", "epochs", "patience", "segment"):
+        for name in ("novelty_memory", "first_fit", "refit_every", "updates", "segment"):
             if getattr(self, name) < 1:
                 raise SaferlError(f"overseer_options {name} must be at least 1, not {getattr(self, name)}")
 
@@ -205,11 +206,12 @@ class DeferringOverseer(BaseOverseer):
         from saferl.blocker import BlockerOverseer, Split, TrainConfig, split_by_episode, train_ensemble
 
         data = self._dataset()
-        config = TrainConfig(epochs=self.config.epochs, patience=self.config.patience, seed=self.seed + 100 * self.fits,
-                             device=self.config.device, progress=False)
+        seed = self.seed + 100 * self.fits
         try:
-            split = split_by_episode(data, (0.7, 0.15, 0.15), seed=config.seed)
+            split = split_by_episode(data, (0.7, 0.15, 0.15), seed=seed)
             held_out = np.sort(np.concatenate([split.val, split.test]))  # both set the threshold: more blocks
+            epochs = -(-self.config.updates // -(-len(split.train) // TrainConfig.batch_size))
+            config = TrainConfig(epochs=epochs, patience=epochs, seed=seed, device=self.config.device, progress=False)
             with torch.random.fork_rng(devices=[]):
                 ensemble = train_ensemble(data, Split(split.train, held_out, held_out[:0]), self.config.members,
                                           config=config, margin=self.config.margin)
