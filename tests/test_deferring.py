@@ -1,0 +1,129 @@
+"""The deferring overseer: it asks where its Blocker ensemble is unsure, and only the answers become labels."""
+
+import numpy as np
+import pytest
+
+from saferl.envs import game_action_names, make_vec_env
+from saferl.errors import SaferlError
+from saferl.games import GameState, get_game
+from saferl.oversight import ScriptedOverseer, StepContext, make_overseer
+from saferl.oversight.deferring import DeferralConfig, DeferringOverseer, sketch
+from saferl.oversight.label_store import LabelStore
+from saferl.pipeline import ExperimentConfig, run_experiment
+
+PONG = get_game("pong")
+ACTIONS = game_action_names(PONG)
+
+
+class Members:
+    """A stand-in ensemble: every frame gets the same member logits (K x n_actions)."""
+
+    game = "pong"
+    threshold_logit = 0.0
+
+    def __init__(self, logits):
+        self.logits = np.array(logits, float)
+
+    def member_logits(self, inputs, actions):
+        return np.repeat(self.logits[:, None, :], len(inputs), axis=1)
+
+
+class Counting(ScriptedOverseer):
+    """The scripted rule at 2 s a decision, remembering what it was asked."""
+
+    def __init__(self):
+        super().__init__(seconds_per_decision=2.0)
+        self.asked = []
+
+    def review_batch(self, contexts, actions):
+        self.asked += list(actions)
+        return super().review_batch(contexts, actions)
+
+
+def context(frame_value=0, episode=0, step=0):
+    frame = np.full((210, 160, 3), frame_value, np.uint8)
+    return StepContext(game=PONG, state=GameState(np.zeros(128, np.uint8), 3, frame), episode=episode, step=step)
+
+
+def deferring_with(members, **config):
+    asker = Counting()
+    overseer = DeferringOverseer(asker, "pong", ACTIONS, DeferralConfig(**{"novelty": 0.0, **config}))
+    overseer.ensemble = Members(members)
+    from saferl.blocker import BlockerOverseer
+
+    overseer._view = BlockerOverseer(overseer.ensemble)
+    return overseer, asker
+
+
+def test_it_asks_where_the_members_disagree_and_decides_itself_where_they_agree():
+    # Both members pass NOOP firmly; they split on LEFT (action 3); both block FIRE firmly.
+    members = [[-6.0, 6.0, -6.0, -4.0, -6.0, -6.0], [-6.0, 6.0, -6.0, 4.0, -6.0, -6.0]]
+    overseer, asker = deferring_with(members, disagreement=0.05, band=1.0)
+    decisions = overseer.review_batch([context(), context(), context()], [0, 3, 1])
+    assert asker.asked == [3], "only the action the members disagree on goes to the asker"
+    assert [d.label for d in decisions] == [False, True, False]
+    assert [d.seconds for d in decisions] == [0.0, 2.0, 0.0], "the person's time is spent on the asked one only"
+    assert not decisions[0].block and decisions[2].block and decisions[2].safe_action == 2
+    assert overseer.stats()["asked_disagreement"] == 1 and overseer.asked == 1 and overseer.decided == 2
+
+
+def test_it_asks_near_the_threshold_and_in_novel_states():
+    near, _ = deferring_with([[0.5] * 6, [0.5] * 6], band=1.0)
+    assert near.review(context(), 0).label and near.stats()["asked_near_threshold"] == 1
+    far, _ = deferring_with([[-5.0] * 6, [-5.0] * 6], band=1.0, novelty=1.0)
+    far._memory, far._radius = sketch(far.preprocessing.frames(np.zeros((1, 210, 160, 3), np.uint8))), 0.1
+    assert not far.review(context(0), 0).label, "a frame it has seen is decided by the ensemble"
+    assert far.review(context(200), 0).label, "a frame unlike every labelled one is asked"
+    assert far.stats()["asked_novel"] == 1
+
+
+def test_before_any_blocker_every_decision_is_asked():
+    overseer = DeferringOverseer(Counting(), "pong", ACTIONS, DeferralConfig(first_fit=1000))
+    decisions = overseer.review_batch([context(step=k) for k in range(4)], [0, 1, 2, 3])
+    assert all(d.label and d.seconds == 2.0 for d in decisions) and overseer.asked == 4 and overseer.ensemble is None
+
+
+@pytest.mark.parametrize("options, says", [({"members": 1}, "members"), ({"asker": "none"}, "asker"),
+                                           ({"asker": "blocker:x"}, "asker"), ({"band": -1.0}, "band"),
+                                           ({"first_fit": 0}, "first_fit"), ({"colour": 1}, "colour")])
+def test_bad_options_name_themselves(options, says):
+    with pytest.raises(SaferlError, match=says):
+        make_overseer("deferring", 0, "pong", **options)
+
+
+def test_on_pong_it_trains_stops_asking_everything_and_stores_only_the_answers(tmp_path):
+    """8 envs of random play: everything is asked until the first ensemble (after 400 labels); then it decides
+    most steps itself (measured: about 95% of them). The label store holds exactly the asked decisions, and they are the rule's answers."""
+    overseer = make_overseer("deferring", 0, "pong", first_fit=400, refit_every=10_000, members=2, updates=500,
+                             asker_options={"seconds_per_decision": 0.5})
+    with LabelStore.create(tmp_path / "labels", "pong", ACTIONS) as store:
+        venv = make_vec_env(PONG, n_envs=8, overseer=overseer, label_store=store, seed=1, preprocess=False)
+        venv.reset()
+        rng = np.random.default_rng(1)
+        for _ in range(150):
+            venv.step(rng.integers(6, size=8))
+        totals = dict(venv.counters.totals)
+        venv.close()
+        stored = store.arrays()
+    stats = overseer.stats()
+    assert stats["fits"] == 1 and stats["decided"] > 0.5 * (totals["steps"] - 400)
+    assert stats["asked"] + stats["decided"] == totals["steps"] == 1200
+    assert len(stored["blocked"]) == stats["asked"] == totals["labels"] < totals["steps"]
+    assert totals["human_seconds"] == pytest.approx(0.5 * stats["asked"])
+    assert stored["blocked"].sum() > 0
+
+
+def test_an_experiment_with_the_deferring_overseer_counts_only_the_asked_labels(tmp_path):
+    options = {"first_fit": 400, "refit_every": 10_000, "members": 2, "updates": 500,
+               "asker_options": {"seconds_per_decision": 0.5}}
+    config = ExperimentConfig.from_dict(dict(
+        game="pong", agent="dqn", overseer="deferring", overseer_options=options, conditions=["hirl"],
+        oversight_steps=1600, total_steps=2000, checkpoint_every=2000,
+        hyperparams={"n_envs": 8, "buffer_size": 2000, "learning_starts": 200, "exploration_fraction": 1.0},
+        env={"max_num_frames_per_episode": 320}, blocker={"epochs": 3, "margin": 0.01}))
+    row, = run_experiment(config, tmp_path / "run", progress=False)
+    with LabelStore.open(tmp_path / "run" / "runs" / "hirl" / "seed-0" / "labels") as store:
+        assert row["human_labels"] == len(store) < row["handover_step"]
+    assert row["human_seconds"] == pytest.approx(0.5 * row["human_labels"])
+    assert row["blocker"]["labels"] == row["human_labels"], "phase 2 trains on the asked labels"
+    assert "Human labour" in (tmp_path / "run" / "report.md").read_text()
