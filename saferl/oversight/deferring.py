@@ -18,6 +18,8 @@ for Pong, 77 KB for Space Invaders and Road Runner) and retrains the ensemble on
 reviewing process, once ``first_fit`` labels are in and then every ``refit_every`` new labels (the
 agent waits meanwhile, as it waits for a person). Training keeps the process's torch RNG state, so the
 agent's randomness goes on as if no training had happened. A resumed run starts with no Blocker.
+Under A3C every worker process builds its own deferring overseer (its own labels, store and ensemble),
+so the ask-everything start repeats in each worker.
 """
 
 from __future__ import annotations
