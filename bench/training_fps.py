@@ -1,0 +1,102 @@
+"""Training fps of DQN and PPO with a Blocker overseeing against without oversight, side by side.
+
+For each algorithm two agents learn Pong from the same seed as ``saferl experiment`` builds them
+(``make_agent``, the zoo's hyperparameters with a smaller replay buffer and an early start of
+learning): one unoverseen (``none``: no frames, no review), one overseen by the Blocker in
+``--blocker DIR`` (mode replace: RGB frames in every step, one batched review, a safe action and a
+counterfactual per block). Torch runs on one thread unless ``--threads`` says otherwise: on a busy
+machine threads that wait for each other slow both agents alike, and the run by much. After a
+warm-up (DQN: until learning starts; PPO: one rollout) they learn a few hundred steps (DQN) or a
+rollout (PPO) at a time in interleaved rounds; the medians of steps per second (env steps, action
+selection and gradient updates, all counted) are reported with the overseen/unoverseen ratio.
+``blocker_training_fps_ratio`` is the lower of the two algorithms' ratios.
+
+    python bench/training_fps.py --blocker DIR [--game pong] [--json]
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable
+
+from sidebyside import bench_parser, interleaved, print_json, ratio
+
+def sizes(algorithm: str, scale: float) -> tuple[dict[str, Any], int, int]:
+    """Hyperparameter overrides, warm-up steps and measured steps per round, at ``scale`` (1: DQN learns from
+    step 500 with a 5,000-step buffer and is timed 400 steps a round; PPO is timed one rollout of 8 envs x
+    128 steps and its update a round, after one as warm-up)."""
+    if algorithm == "dqn":
+        starts = max(8, int(500 * scale))
+        return {"buffer_size": 5000, "learning_starts": starts}, starts + 100, max(8, int(400 * scale))
+    n_steps = max(16, int(128 * scale))
+    rollout = 8 * n_steps
+    return {"n_steps": n_steps, "batch_size": min(256, rollout)}, rollout, rollout
+
+
+def build_agent(algorithm: str, game: Any, overseer: str, scale: float = 1.0, seed: int = 0) -> Any:
+    """An SB3 agent as the experiment pipeline makes it, on CPU, warmed up."""
+    from saferl.agents import OversightSpec, make_agent
+
+    hyperparams, warmup, _ = sizes(algorithm, scale)
+    agent = make_agent(algorithm, game, total_steps=10**6, spec=OversightSpec(overseer=overseer), seed=seed,
+                       device="cpu", hyperparams=hyperparams)
+    agent.learn_until(warmup)
+    return agent
+
+
+def fps(agent: Any, steps: int) -> float:
+    """Agent steps per second while ``agent`` learns about ``steps`` more steps."""
+    first = agent.num_timesteps
+    start = time.perf_counter()
+    agent.learn_until(first + steps)
+    return (agent.num_timesteps - first) / (time.perf_counter() - start)
+
+
+def measure(blocker: str, game_name: str = "pong", algorithms: tuple[str, ...] = ("dqn", "ppo"),
+            rounds: int = 3, scale: float = 1.0, threads: int = 1,
+            log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Training fps with and without the Blocker for each algorithm, side by side, on ``threads`` torch threads."""
+    import torch
+
+    from saferl.games import get_game
+
+    game = get_game(game_name)
+    torch.set_num_threads(threads)
+    result: dict[str, Any] = {"game": game.name, "blocker": blocker, "rounds": rounds, "torch_threads": threads}
+    for algorithm in algorithms:
+        steps = sizes(algorithm, scale)[2]
+        agents = {name: build_agent(algorithm, game, overseer, scale)
+                  for name, overseer in (("none", "none"), ("blocker", f"blocker:{blocker}"))}
+        try:
+            medians = interleaved({name: (lambda r, a=agent: fps(a, steps)) for name, agent in agents.items()}, rounds)
+            totals = agents["blocker"].counters.totals
+            blocks, false_positives = totals["blocks"], totals["false_positives"]
+        finally:
+            for agent in agents.values():
+                agent.close()
+        share = ratio(medians["blocker"], medians["none"])
+        result.update({f"{algorithm}_steps": steps, f"{algorithm}_none_fps": round(medians["none"], 1),
+                       f"{algorithm}_blocker_fps": round(medians["blocker"], 1),
+                       f"{algorithm}_blocker_vs_none": share, f"{algorithm}_blocker_blocks": int(blocks),
+                       f"{algorithm}_blocker_false_positives": int(false_positives)})
+        log(f"{algorithm} training: {medians['none']:7,.1f} fps unoverseen, {medians['blocker']:7,.1f} fps with the "
+            f"Blocker ({blocks} blocks, {false_positives} not needed)   x{share:.3f}")
+    result["blocker_training_fps_ratio"] = min(result[f"{a}_blocker_vs_none"] for a in algorithms)
+    log(f"Blocker-overseen training fps over unoverseen (lowest of {', '.join(algorithms)}): "
+        f"x{result['blocker_training_fps_ratio']} (target >= 0.9)")
+    return result
+
+
+def main() -> None:
+    parser = bench_parser(__doc__)
+    parser.add_argument("--blocker", required=True, help="a trained Blocker folder (bench/blocker_training.py --out)")
+    parser.add_argument("--algorithms", default="dqn,ppo")
+    parser.add_argument("--scale", type=float, default=1.0, help="multiply the steps per measurement (and warm-up)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1: steadiest on a busy machine)")
+    args = parser.parse_args()
+    print_json(measure(args.blocker, args.game, tuple(args.algorithms.split(",")), args.rounds, args.scale,
+                       args.threads), args.json)
+
+
+if __name__ == "__main__":
+    main()
