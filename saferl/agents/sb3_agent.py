@@ -35,7 +35,7 @@ ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"dqn": DQN, "a2c": A2C, "ppo": PPO
 PARAMS_FILE = "params.pt"
 REPLAY_FILE = "replay.npz"
 STATE_FILE = "agent.json"
-ENV_KEYS = ("n_envs", "frame_stack")
+ENV_KEYS = ("n_envs", "frame_stack", "backend")
 
 
 def linear_schedule(start: float) -> Callable[[float], float]:
@@ -91,7 +91,8 @@ class SB3Agent:
     """A stable-baselines3 algorithm learning in ``n_envs`` overseen envs of ``game``.
 
     :param algorithm: ``dqn``, ``a2c`` or ``ppo``.
-    :param hyperparams: from :func:`saferl.agents.load_hyperparams` (``n_envs``, ``frame_stack``, SB3 kwargs).
+    :param hyperparams: from :func:`saferl.agents.load_hyperparams` (``n_envs``, ``frame_stack``, the vec env
+        ``backend`` (see :func:`saferl.envs.make_vec_env`), SB3 kwargs).
     :param total_steps: the run's length in agent steps, for schedules.
     :param spec: who oversees first.
     :param with_frame: snapshot RGB frames from the start (a later overseer, such as a Blocker, needs them).
@@ -108,6 +109,7 @@ class SB3Agent:
         oversight = make_vec_env(game, n_envs=int(hyperparams.get("n_envs", 1)), overseer=overseer, mode=spec.mode,
                                  penalty=spec.penalty, label_store=store, seed=seed, with_frame=with_frame,
                                  first_episode=store.next_episode() if store is not None else 0,
+                                 backend=hyperparams.get("backend"),
                                  **(env_kwargs or {}))
         self.oversight: VecOversight = oversight
         venv = VecFrameStack(oversight, int(hyperparams.get("frame_stack", 4)))
