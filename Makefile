@@ -31,7 +31,7 @@ test: install
 	$(PY) -m pytest -n 2 -q
 
 bench: install
-	$(PY) bench/oversight_overhead.py
+	$(PY) bench/run.py
 
 clean:
 	rm -rf $(VENV) runs

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import time
 from typing import Any, Callable
 
 
@@ -35,6 +36,18 @@ def interleaved(measures: dict[str, Callable[[int], float]], rounds: int) -> dic
         for name in order:
             samples[name].append(measures[name](round_))
     return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def rate(work: Callable[[], int], cpu: list[float] | None = None) -> float:
+    """Units per second of ``work`` (it returns how many units it did); appends the CPU microseconds per unit
+    of this process, its threads and its descendants (workers) to ``cpu``: what the work costs, whatever
+    share of the cores a busy machine gives it."""
+    used, start = tree_cpu_seconds(), time.perf_counter()
+    units = work()
+    elapsed = time.perf_counter() - start
+    if cpu is not None:
+        cpu.append((tree_cpu_seconds() - used) / max(units, 1) * 1e6)
+    return units / elapsed
 
 
 def ratio(numerator: float, denominator: float) -> float:

@@ -126,9 +126,10 @@ def make_vec_env(
     SB3's DummyVecEnv: what overseers that simulate the envs, such as look-ahead, need), ``subproc``
     (SB3's SubprocVecEnv, a process per env) or ``shared`` (:class:`~saferl.shared_vec_env.SharedMemoryVecEnv`,
     a worker per core over shared memory). None picks ``shared`` for more than one env when the
-    overseer does not simulate them, else ``dummy``: 8 Pong envs on 2 busy cores stepped 1.2-1.3x
-    as fast on ``shared`` as on ``dummy`` and 1.25-1.65x as fast as on ``subproc``, with the least
-    CPU per step (``python bench/env_speed.py``). ``subprocess=True`` is ``backend="subproc"``.
+    overseer does not simulate them, else ``dummy``: in 6 runs of ``python bench/env_speed.py``, 8 Pong
+    envs on 2 cores busy with other work stepped 1.06-1.32x as fast on ``shared`` as on ``dummy`` and
+    1.04-1.66x as fast as on ``subproc``, with less CPU per step than either (``dummy`` steps every
+    env on one core, ``shared`` on all of them). ``subprocess=True`` is ``backend="subproc"``.
     """
     from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 
