@@ -9,13 +9,14 @@ and says so.
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from sidebyside import print_figures
 
 from saferl.agents import OversightSpec, make_agent
 from saferl.blocker import TrainConfig, fit_blocker
@@ -89,10 +90,7 @@ def main() -> None:
             figures[f"{key}_cuda_over_cpu"] = round(figures[f"{key}_cuda"] / figures[f"{key}_cpu"], 2)
     else:
         print("no cuda here: only the CPU figures")
-    for key, value in figures.items():
-        print(f"{key}: {value}")
-    if args.json:
-        print(json.dumps(figures))
+    print_figures(figures, args.json)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,13 @@ def bench_parser(doc: str, rounds: int = 3) -> argparse.ArgumentParser:
     return parser
 
 
+def print_figures(result: dict[str, Any], wanted: bool) -> None:
+    """Print a line per figure, then (when ``wanted``) all of them as one JSON line."""
+    for key, value in result.items():
+        print(f"{key:30} {value}")
+    print_json(result, wanted)
+
+
 def print_json(result: dict[str, Any], wanted: bool) -> None:
     """Print ``result`` as one JSON line when ``wanted``."""
     if wanted:

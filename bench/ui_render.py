@@ -17,13 +17,14 @@ Three figures from one run over real Pong frames:
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from typing import Any
 
 import numpy as np
 import pygame
+
+from sidebyside import print_figures
 
 from saferl.envs import make_overseen_env
 from saferl.games import get_game
@@ -128,10 +129,7 @@ def main() -> None:
     if args.screenshot:
         screenshot(args.screenshot, args.scale, args.blocker)
         result["screenshot"] = args.screenshot
-    for key, value in result.items():
-        print(f"{key:30} {value}")
-    if args.json:
-        print(json.dumps(result))
+    print_figures(result, args.json)
 
 
 if __name__ == "__main__":
