@@ -115,7 +115,9 @@ class SharedMemoryVecEnv(VecEnv):
             try:
                 status, result = self._conns[w].recv()
             except EOFError:
-                status, result = "error", f"it died (exit code {self._processes[w].exitcode})"
+                status, result = "error", (f"it died (exit code {self._processes[w].exitcode}). Workers start by "
+                                           "re-importing the main module: a script must guard its entry point "
+                                           "with if __name__ == '__main__':")
             if status == "error":
                 errors.append(f"SharedMemoryVecEnv worker {w} failed:\n{result}")
             answers.append(result)
