@@ -3,6 +3,7 @@ with one clear error."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from contextlib import contextmanager
@@ -54,3 +55,26 @@ def read_format_json(path: str | os.PathLike[str], fmt: str, version: int, what:
         raise SaferlError(f"{path} has {what} format version {data.get('format_version')}; this saferl reads "
                           f"version {version}: use a matching saferl or retrain")
     return data
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """The sha256 (hex) of a file's bytes."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def load_safetensors(weights: str | os.PathLike[str], sha256: str | None, what: str) -> dict[str, Any]:
+    """The tensors in ``weights`` (safetensors: nothing in it can run code), after checking the file is the one
+    its metadata describes by ``sha256``; ``what`` names the thing for messages (``the Blocker in DIR``)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    weights = Path(weights)
+    if not weights.is_file():
+        raise SaferlError(f"{weights} is missing: {what} is incomplete; retrain it or restore the file")
+    if sha256_file(weights) != sha256:
+        raise SaferlError(f"{weights} is not the file its metadata describes (sha256 differs): it was replaced or "
+                          f"damaged, and was not loaded; retrain {what} or restore the file")
+    try:
+        return load_file(str(weights))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise SaferlError(f"{weights} is not a safetensors file ({err}); it was not loaded") from None

@@ -27,7 +27,6 @@ each worker is in when :meth:`A3C.learn` ends is closed as well (its env is clos
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import pickle
@@ -50,7 +49,7 @@ from torch import nn
 
 from saferl.device import resolve_device
 from saferl.errors import SaferlError
-from saferl.files import atomic_path, read_format_json, write_json
+from saferl.files import atomic_path, load_safetensors, read_format_json, sha256_file, write_json
 from saferl.oversight.metrics import SafetyCounters
 
 EnvFactory = Callable[[int], gym.Env]
@@ -699,7 +698,7 @@ class A3C:
             "safety_totals": dict(self.counters.totals),
             "episodes": len(self.counters.episodes),
             "weights": weights.name,
-            "weights_sha256": hashlib.sha256(weights.read_bytes()).hexdigest(),
+            "weights_sha256": sha256_file(weights),
         }
         write_json(metadata_path, metadata)
 
@@ -716,9 +715,6 @@ class A3C:
         :param device: replaces the saved config's device (e.g. ``cpu`` for an agent saved with ``cuda``).
         :raises SaferlError: naming the file that is missing, corrupt, replaced or does not fit.
         """
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
         weights, metadata_path = cls._paths(path)
         metadata = read_format_json(metadata_path, FORMAT, FORMAT_VERSION, "A3C agent",
                                     f"no A3C agent at {path} ({metadata_path} is missing): train and save one first")
@@ -733,15 +729,7 @@ class A3C:
             totals = {str(k): v for k, v in dict(metadata.get("safety_totals", {})).items()}
         except (KeyError, TypeError, ValueError, AttributeError, SaferlError) as err:
             raise SaferlError(f"{metadata_path} lacks a valid field ({err}): retrain the agent") from None
-        if not weights.is_file():
-            raise SaferlError(f"{weights} is missing: the A3C agent at {path} is incomplete")
-        if hashlib.sha256(weights.read_bytes()).hexdigest() != metadata.get("weights_sha256"):
-            raise SaferlError(f"{weights} is not the file its metadata describes (sha256 differs): it was replaced or "
-                              "damaged, and was not loaded")
-        try:
-            tensors = load_file(str(weights))
-        except (SafetensorError, OSError, ValueError) as err:
-            raise SaferlError(f"{weights} is not a safetensors file ({err}); it was not loaded") from None
+        tensors = load_safetensors(weights, metadata.get("weights_sha256"), f"the A3C agent at {path}")
 
         agent = cls.__new__(cls)
         try:

@@ -9,29 +9,23 @@ another kind in place of the weights (a pickle, a torch checkpoint) is refused w
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 import saferl
 from saferl.blocker.data import Preprocessing
 from saferl.blocker.model import Blocker, ModelConfig, new_blocker
 from saferl.errors import SaferlError
-from saferl.files import atomic_path, read_format_json, write_json
+from saferl.files import atomic_path, load_safetensors, read_format_json, sha256_file, write_json
 
 WEIGHTS = "blocker.safetensors"
 METADATA = "blocker.json"
 FORMAT = "saferl-blocker"
 FORMAT_VERSION = 1
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def save_blocker(blocker: Blocker, folder: str | os.PathLike[str]) -> Path:
@@ -53,7 +47,7 @@ def save_blocker(blocker: Blocker, folder: str | os.PathLike[str]) -> Path:
         "model": blocker.model_config.to_dict(),
         "threshold": blocker.threshold,
         "threshold_logit": blocker.threshold_logit,
-        "weights_sha256": _sha256(weights),
+        "weights_sha256": sha256_file(weights),
     }
     write_json(folder / METADATA, metadata)
     return folder
@@ -91,15 +85,7 @@ def load_blocker(folder: str | os.PathLike[str], game: str | None = None,
         raise SaferlError(f"{folder / METADATA} expects preprocessing {saved.to_dict()}, not "
                           f"{preprocessing.to_dict()}: use a Blocker trained with that preprocessing")
     weights = folder / WEIGHTS
-    if not weights.is_file():
-        raise SaferlError(f"{weights} is missing: the Blocker in {folder} is incomplete; retrain it")
-    if _sha256(weights) != metadata.get("weights_sha256"):
-        raise SaferlError(f"{weights} is not the file its metadata describes (sha256 differs): it was replaced or "
-                          "damaged, and was not loaded; retrain the Blocker or restore the file")
-    try:
-        state = load_file(str(weights))
-    except (SafetensorError, OSError, ValueError) as err:
-        raise SaferlError(f"{weights} is not a safetensors file ({err}); it was not loaded") from None
+    state = load_safetensors(weights, metadata.get("weights_sha256"), f"the Blocker in {folder}")
     blocker = new_blocker(trained_for, action_names, saved, config)
     try:
         blocker.net.load_state_dict(state, strict=True)
