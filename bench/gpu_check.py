@@ -20,7 +20,7 @@ from sidebyside import print_figures
 
 from saferl.agents import OversightSpec, make_agent
 from saferl.blocker import TrainConfig, fit_blocker
-from saferl.envs import action_names, make_ale_env, make_vec_env
+from saferl.envs import game_action_names, make_vec_env
 from saferl.games import get_game
 from saferl.oversight import ScriptedOverseer
 from saferl.oversight.label_store import LabelStore
@@ -34,9 +34,7 @@ AGENT_PARAMS = {
 def record_labels(path: Path, steps: int, seed: int = 0) -> Path:
     """Labels of the scripted overseer over a random policy (8 envs)."""
     game = get_game("pong")
-    probe = make_ale_env(game)
-    names = action_names(probe)
-    probe.close()
+    names = game_action_names(game)
     with LabelStore.create(path, game.name, names) as store:
         venv = make_vec_env(game, n_envs=8, overseer=ScriptedOverseer(), label_store=store, seed=seed, preprocess=False)
         venv.reset()

@@ -78,14 +78,12 @@ def cmd_oversee(args: argparse.Namespace) -> int:
     overseer = make_overseer(args.overseer, seed=args.seed, game=game.name, **_human_options(args, args.overseer))
     store = None
     if args.out is not None:
+        from saferl.envs import game_action_names
         from saferl.oversight.label_store import LabelStore
 
         folder = writable_dir(args.out, "--out")
         if overseer is not None:
-            probe = make_overseen_env(game, None, seed=args.seed)
-            names = list(probe.unwrapped.get_action_meanings())
-            probe.close()
-            store = LabelStore.open_or_create(folder, game=game.name, action_names=names)
+            store = LabelStore.open_or_create(folder, game=game.name, action_names=game_action_names(game))
     human = args.overseer == "human"
     if human:
         overseer.label_store = store  # undo relabels the person's stored blocks

@@ -46,17 +46,15 @@ class WorkerEnvFactory:
     env_kwargs: dict[str, Any] = field(default_factory=dict)
 
     def __call__(self, rank: int) -> gym.Env:
-        from saferl.envs import action_names, make_ale_env
+        from saferl.envs import game_action_names
         from saferl.oversight.label_store import LabelStore
 
         game = get_game(self.game)
         overseer = make_overseer(self.spec.overseer, seed=self.seed + rank, game=game.name, **self.spec.options)
         store = None
         if self.spec.label_dir is not None:
-            probe = make_ale_env(game)
-            names = action_names(probe)
-            probe.close()
-            store = LabelStore.open_or_create(Path(self.spec.label_dir) / f"worker-{rank}", game.name, names)
+            store = LabelStore.open_or_create(Path(self.spec.label_dir) / f"worker-{rank}", game.name,
+                                              game_action_names(game))
         env = make_agent_env(game, overseer, self.spec.mode, self.spec.penalty, store, seed=self.seed + rank,
                              frame_stack=self.frame_stack, first_episode=store.next_episode() if store else 0,
                              **self.env_kwargs)

@@ -23,7 +23,7 @@ from stable_baselines3.common.vec_env import VecFrameStack
 
 from saferl.agents.base import OversightSpec
 from saferl.device import resolve_device
-from saferl.envs import action_names, make_ale_env, make_vec_env
+from saferl.envs import game_action_names, make_vec_env
 from saferl.errors import SaferlError
 from saferl.games import Game
 from saferl.oversight import make_overseer
@@ -133,10 +133,7 @@ class SB3Agent:
             self._store = None
         overseer = make_overseer(spec.overseer, seed=self.seed, game=self.game.name, **spec.options)
         if spec.label_dir is not None:
-            probe = make_ale_env(self.game)
-            names = action_names(probe)
-            probe.close()
-            self._store = LabelStore.open_or_create(spec.label_dir, self.game.name, names)
+            self._store = LabelStore.open_or_create(spec.label_dir, self.game.name, game_action_names(self.game))
         if hasattr(overseer, "label_store"):  # the human overseer relabels its stored blocks on undo
             overseer.label_store = self._store
         return overseer, self._store
