@@ -254,15 +254,15 @@ class Run:
         bar = tqdm(total=self.config.total_steps, initial=agent.num_timesteps, unit="step", position=self.position,
                    desc=f"{self.condition} seed {self.seed}", disable=not self.progress, leave=True, dynamic_ncols=True)
         every = max(1, self.config.total_steps // 2000)
+        last_sample = agent.num_timesteps
 
         def sample(name: str, force: bool = False) -> None:
+            nonlocal last_sample
             step = agent.num_timesteps
-            if force or curve.rows == 0 or step // every > self._last_sample // every:
-                self._last_sample = step
+            if force or curve.rows == 0 or step // every > last_sample // every:
+                last_sample = step
                 curve.write({"step": step, "frames": step * self.frameskip, "phase": name,
                              **{k: agent.counters.totals[k] for k in CURVE_COLUMNS[3:]}})
-
-        self._last_sample = agent.num_timesteps
 
         def save(index: int) -> None:
             state.update(phase=index, totals=dict(agent.counters.totals), episodes_rows=episodes.rows,
