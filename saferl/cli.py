@@ -194,6 +194,8 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     config = None
     if not args.resume:
         data = load_config_file(args.config) if args.config else {}
+        if args.overseer is not None and args.overseer != data.get("overseer", args.overseer):
+            data.pop("overseer_options", None)  # the file's options are for its own overseer, not this one
         data.update({k: getattr(args, k) for k in EXPERIMENT_KEYS if getattr(args, k) is not None})
         if args.seeds is not None:
             data["seeds"] = list(range(args.seeds))

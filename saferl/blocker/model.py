@@ -97,12 +97,13 @@ class BlockerNet(nn.Module):
         return self.head(torch.cat([self.trunk(x), one_hot], dim=1)).squeeze(1)
 
     def all_actions(self, x: torch.Tensor) -> torch.Tensor:
-        """Block logits of every action (B x n_actions): the convolutions run once per input."""
-        features = self.trunk(x)
-        b, a = len(x), self.n_actions
-        eye = torch.eye(a, dtype=x.dtype, device=x.device)
-        joined = torch.cat([features.repeat_interleave(a, dim=0), eye.repeat(b, 1)], dim=1)
-        return self.head(joined).view(b, a)
+        """Block logits of every action (B x n_actions): the convolutions and the features' share of the
+        first fully connected layer run once per input; each action adds its one-hot's column."""
+        first = self.head[0]
+        n_features = first.in_features - self.n_actions
+        hidden = nn.functional.linear(self.trunk(x), first.weight[:, :n_features], first.bias)
+        hidden = hidden.unsqueeze(1) + first.weight[:, n_features:].T  # B x n_actions x units
+        return self.head[1:](hidden.flatten(0, 1)).view(len(x), self.n_actions)
 
 
 @contextmanager
