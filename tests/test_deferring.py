@@ -77,6 +77,20 @@ def test_it_asks_near_the_threshold_and_in_novel_states():
     assert far.stats()["asked_novel"] == 1
 
 
+def test_the_novelty_radius_is_measured_against_other_stretches_of_play():
+    """Frames of one segment are near copies: the radius is the distance to the nearest labelled frame of
+    another segment, so a frame like the labelled ones in between is not novel, one beyond them is."""
+    overseer, _ = deferring_with([[-5.0] * 6, [-5.0] * 6], novelty=1.0)
+    noise = np.random.default_rng(0).integers(0, 2, size=(40, 1, 105, 80), dtype=np.uint8)
+    segments = np.repeat(np.arange(4), 10)
+    frames = (noise + 40 * segments[:, None, None, None]).astype(np.uint8)  # segment s: gray 40 s, +- 1
+    overseer._calibrate_novelty(frames, segments)
+    step = 40 / 255 * np.sqrt(26 * 20)  # one segment's step of 40 gray levels across the 26 x 20 sketch
+    assert overseer._radius == pytest.approx(step, rel=0.05), "the step between segments, not the noise within one"
+    assert not overseer._novel(np.full((1, 1, 105, 80), 60, np.uint8))[0]
+    assert overseer._novel(np.full((1, 1, 105, 80), 250, np.uint8))[0]
+
+
 def test_before_any_blocker_every_decision_is_asked():
     overseer = DeferringOverseer(Counting(), "pong", ACTIONS, DeferralConfig(first_fit=1000))
     decisions = overseer.review_batch([context(step=k) for k in range(4)], [0, 1, 2, 3])
