@@ -242,7 +242,8 @@ class DeferringOverseer(BaseOverseer):
         """Keep a sample of labelled frames' sketches; the radius within which 99% of them have a labelled frame
         of another segment, times ``novelty``. Frames of one segment are near copies of each other: measured
         against its own segment a frame always has a close neighbour, and the radius so made called 80% of a
-        Space Invaders agent's later frames novel (measured; 1-3% with other segments)."""
+        Space Invaders agent's later frames novel; against other segments about none (Road Runner, whose road
+        scrolls by: a quarter). Measured on 4,000 frames after the first 1,000 labels of a DQN run."""
         if not self.config.novelty:
             return
         keep = self._rng.permutation(len(frames))[:self.config.novelty_memory]
