@@ -305,7 +305,8 @@ class Run:
                         stops.append(self.config.oversight_steps)
                     agent.learn_until(min(s for s in stops if s > step), on_episode, on_progress)
                     if state["handover"] is None and agent.num_timesteps >= self.config.oversight_steps:
-                        state["handover"] = {"step": agent.num_timesteps, **agent.counters.totals}
+                        state["handover"] = {"step": agent.num_timesteps, **agent.counters.totals,
+                                             "overseer_stats": agent.overseer_stats()}
                     sample(phase.name, force=True)
                     save(index)
         except KeyboardInterrupt:
@@ -371,6 +372,8 @@ class Run:
         }
         if state["blocker"] is not None:
             summary["blocker"] = state["blocker"]
+        if handover.get("overseer_stats"):
+            summary["human_phase_overseer"] = handover["overseer_stats"]
         return summary
 
     def _human_labels(self, agent: Any) -> int:

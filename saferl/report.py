@@ -381,6 +381,14 @@ def _markdown(config: Mapping[str, Any], run_dir: Path, finished: Sequence[Run],
         parts.append("## The Blocker (held-out figures)\n\n"
                      + format_table(blockers, {"condition": "condition", "seed": "seed", **BLOCKER_COLUMNS}))
     parts.append(_labour_section(config, finished))
+    asking = [{"condition": run.condition, "seed": run.seed, **run.summary["human_phase_overseer"]}
+              for run in finished if isinstance(run.summary.get("human_phase_overseer"), dict)]
+    if asking:
+        columns = {"condition": "condition", "seed": "seed",
+                   **{key: key.replace("_", " ") for key in asking[0] if key not in ("condition", "seed")}}
+        parts.append("## The overseer on duty\n\nWhat the human phase's overseer reported of its work at the "
+                     "handover (the deferring overseer: decisions asked and why, decided itself, ensembles "
+                     "trained; one decision can be asked for several reasons).\n\n" + format_table(asking, columns))
     parts.append("## Plots\n\n![Cumulative catastrophes against frames](plots/catastrophes.png)\n\n"
                  "![Game return against frames](plots/returns.png)")
     if unfinished:

@@ -140,4 +140,7 @@ def test_an_experiment_with_the_deferring_overseer_counts_only_the_asked_labels(
         assert row["human_labels"] == len(store) < row["handover_step"]
     assert row["human_seconds"] == pytest.approx(0.5 * row["human_labels"])
     assert row["blocker"]["labels"] == row["human_labels"], "phase 2 trains on the asked labels"
-    assert "Human labour" in (tmp_path / "run" / "report.md").read_text()
+    duty = row["human_phase_overseer"]
+    assert duty["asked"] == row["human_labels"] and duty["asked"] + duty["decided"] == row["handover_step"]
+    report = (tmp_path / "run" / "report.md").read_text()
+    assert "Human labour" in report and "## The overseer on duty" in report

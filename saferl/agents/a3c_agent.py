@@ -87,6 +87,9 @@ class A3CAgent:
     def counters(self) -> SafetyCounters:
         return self.a3c.counters
 
+    def overseer_stats(self) -> dict[str, Any]:
+        return {}  # each worker process has its own overseer
+
     def set_oversight(self, spec: OversightSpec) -> None:
         self.a3c.env_factory = self._factory(spec)
 

@@ -51,6 +51,9 @@ class Agent(Protocol):
     def set_oversight(self, spec: OversightSpec) -> None:
         """Oversee the agent's steps from now on as ``spec`` says (same agent, same replay buffer)."""
 
+    def overseer_stats(self) -> dict[str, Any]:
+        """What the current overseer tells of its work (the deferring overseer: why it asked), or {}."""
+
     def learn_until(self, step: int, on_episode: Callable[[dict[str, Any]], None] | None = None) -> None:
         """Learn until :attr:`num_timesteps` reaches ``step``; ``on_episode`` gets each finished episode's row."""
 

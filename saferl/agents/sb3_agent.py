@@ -144,6 +144,10 @@ class SB3Agent:
         if close is not None:
             close()
 
+    def overseer_stats(self) -> dict[str, Any]:
+        stats = getattr(self.oversight.overseer, "stats", None)
+        return dict(stats()) if stats is not None else {}
+
     def set_oversight(self, spec: OversightSpec) -> None:
         self._close_overseer()
         overseer, store = self._open(spec)
