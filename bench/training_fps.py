@@ -4,8 +4,7 @@ For each algorithm two agents learn Pong from the same seed as ``saferl experime
 (``make_agent``, the zoo's hyperparameters with a smaller replay buffer and an early start of
 learning): one unoverseen (``none``: no frames, no review), one overseen by the Blocker in
 ``--blocker DIR`` (mode replace: RGB frames in every step, one batched review, a safe action and a
-counterfactual per block), which scores the next frames on a background thread while the agent
-chooses its actions, and the same Blocker scoring at review time (``serial``, for comparison). Torch runs on one thread unless ``--threads`` says otherwise: on a busy
+counterfactual per block). Torch runs on one thread unless ``--threads`` says otherwise: on a busy
 machine threads that wait for each other slow both agents alike, and the run by much. After a
 warm-up (DQN: until learning starts; PPO: one rollout) they learn a few hundred steps (DQN) or a
 rollout (PPO) at a time in interleaved rounds; the medians of steps per second (env steps, action
@@ -36,13 +35,12 @@ def sizes(algorithm: str, scale: float) -> tuple[dict[str, Any], int, int]:
     return {"n_steps": n_steps, "batch_size": min(256, rollout)}, rollout, rollout
 
 
-def build_agent(algorithm: str, game: Any, overseer: str, scale: float = 1.0, seed: int = 0,
-                options: dict[str, Any] | None = None) -> Any:
-    """An SB3 agent as the experiment pipeline makes it (``options`` for the overseer), on CPU, warmed up."""
+def build_agent(algorithm: str, game: Any, overseer: str, scale: float = 1.0, seed: int = 0) -> Any:
+    """An SB3 agent as the experiment pipeline makes it, on CPU, warmed up."""
     from saferl.agents import OversightSpec, make_agent
 
     hyperparams, warmup, _ = sizes(algorithm, scale)
-    agent = make_agent(algorithm, game, total_steps=10**6, spec=OversightSpec(overseer=overseer, options=options or {}), seed=seed,
+    agent = make_agent(algorithm, game, total_steps=10**6, spec=OversightSpec(overseer=overseer), seed=seed,
                        device="cpu", hyperparams=hyperparams)
     agent.learn_until(warmup)
     return agent
@@ -72,10 +70,8 @@ def measure(blocker: str, game_name: str = "pong", algorithms: tuple[str, ...] =
     result: dict[str, Any] = {"game": game.name, "blocker": blocker, "rounds": rounds, "torch_threads": threads}
     for algorithm in algorithms:
         steps = sizes(algorithm, scale)[2]
-        variants = {"none": ("none", {}), "blocker": (f"blocker:{blocker}", {}),
-                    "serial": (f"blocker:{blocker}", {"overlap": False})}
-        agents = {name: build_agent(algorithm, game, overseer, scale, options=options)
-                  for name, (overseer, options) in variants.items()}
+        agents = {name: build_agent(algorithm, game, overseer, scale)
+                  for name, overseer in (("none", "none"), ("blocker", f"blocker:{blocker}"))}
         cpu: dict[str, list[float]] = {name: [] for name in agents}
         try:
             medians = interleaved({name: (lambda r, a=agent, c=cpu[name]: fps(a, steps, c))
@@ -85,20 +81,19 @@ def measure(blocker: str, game_name: str = "pong", algorithms: tuple[str, ...] =
         finally:
             for agent in agents.values():
                 agent.close()
-        share, serial = ratio(medians["blocker"], medians["none"]), ratio(medians["serial"], medians["none"])
+        share = ratio(medians["blocker"], medians["none"])
         cpu_us = {name: statistics.median(values) for name, values in cpu.items()}
         cpu_share = ratio(cpu_us["none"], cpu_us["blocker"])
         result.update({f"{algorithm}_steps": steps, f"{algorithm}_none_fps": round(medians["none"], 1),
                        f"{algorithm}_blocker_fps": round(medians["blocker"], 1),
-                       f"{algorithm}_blocker_vs_none": share, f"{algorithm}_serial_fps": round(medians["serial"], 1),
-                       f"{algorithm}_serial_vs_none": serial, f"{algorithm}_blocker_blocks": int(blocks),
+                       f"{algorithm}_blocker_vs_none": share, f"{algorithm}_blocker_blocks": int(blocks),
                        f"{algorithm}_blocker_false_positives": int(false_positives),
                        f"{algorithm}_none_cpu_us_per_step": round(cpu_us["none"], 1),
                        f"{algorithm}_blocker_cpu_us_per_step": round(cpu_us["blocker"], 1),
                        f"{algorithm}_blocker_vs_none_by_cpu": cpu_share})
         log(f"{algorithm} training: {medians['none']:7,.1f} fps unoverseen, {medians['blocker']:7,.1f} fps with the "
-            f"Blocker ({blocks} blocks, {false_positives} not needed)   x{share:.3f} (x{serial:.3f} scoring at review "
-            f"time); CPU per step {cpu_us['none']:,.0f} / {cpu_us['blocker']:,.0f} us   x{cpu_share:.3f}")
+            f"Blocker ({blocks} blocks, {false_positives} not needed)   x{share:.3f}; CPU per step "
+            f"{cpu_us['none']:,.0f} / {cpu_us['blocker']:,.0f} us   x{cpu_share:.3f}")
     result["blocker_training_fps_ratio"] = min(result[f"{a}_blocker_vs_none"] for a in algorithms)
     result["blocker_training_cpu_ratio"] = min(result[f"{a}_blocker_vs_none_by_cpu"] for a in algorithms)
     log(f"Blocker-overseen training fps over unoverseen (lowest of {', '.join(algorithms)}): "

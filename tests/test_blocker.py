@@ -368,28 +368,6 @@ def test_the_overseer_stacks_frames_exactly_as_the_dataset_does(tmp_path):
     assert not np.array_equal(seen[-1][0, 0], seen[-1][0, 2])  # the stack holds different frames
 
 
-def test_a_review_prepared_on_the_background_thread_decides_as_one_made_on_the_spot(trained):
-    """prepare_batch scores the next frames while the agent chooses its actions; the decisions, scores
-    and counts are those of scoring at review time, on the same steps of the same envs."""
-    folder, _ = trained
-    proposals = np.random.default_rng(0).integers(0, len(ACTIONS), size=(80, 4))
-    runs = {}
-    for overlap in (True, False):
-        overseer = BlockerOverseer(load_blocker(folder), overlap=overlap)
-        venv = make_vec_env(PONG, n_envs=4, overseer=overseer, mode="replace", seed=3, preprocess=False)
-        venv.reset()
-        steps = [[(info["executed_action"], info["score"]) for info in venv.step(actions)[3]] for actions in proposals]
-        runs[overlap] = (steps, dict(venv.counters.totals))
-        assert (overseer._executor is not None) == overlap
-        venv.close()
-        overseer.close()
-    assert runs[True][1]["blocks"] > 0
-    assert runs[True] == runs[False]
-    assert make_overseer(f"blocker:{folder}", game="pong", overlap="false").overlap is False
-    with pytest.raises(SaferlError, match="overlap"):
-        make_overseer(f"blocker:{folder}", game="pong", overlap="sometimes")
-
-
 class FixedScores:
     """A stand-in Blocker that scores every action of every frame as given."""
 

@@ -15,7 +15,6 @@ from typing import Any
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from saferl.blocker.data import BlockerData, Preprocessing, Split
 from saferl.blocker.io import load_blocker, save_blocker
@@ -61,11 +60,6 @@ class Ensemble:
     @property
     def action_names(self) -> list[str]:
         return self.members[0].action_names
-
-    @property
-    def device(self) -> torch.device:
-        """Where the first member's weights live."""
-        return self.members[0].device
 
     @property
     def threshold(self) -> float:

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Protocol, Sequence
 
 import numpy as np
-import torch
 
 from saferl.blocker.data import Preprocessing
 from saferl.blocker.model import sigmoid
@@ -22,7 +20,6 @@ class Scorer(Protocol):
     game: str
     preprocessing: Preprocessing
     threshold_logit: float
-    device: torch.device
 
     def action_logits(self, inputs: np.ndarray) -> np.ndarray:
         """Block logits of every action (B x n_actions)."""
@@ -38,68 +35,16 @@ class BlockerOverseer(BaseOverseer):
     of the proposed action. With stacked-frame preprocessing the overseer keeps each env's recent
     frames, restarting them when the env starts a new episode.
 
-    Scoring every action needs only the frames, so ``prepare_batch`` starts it on a background thread
-    as soon as a step's frames are in, and the review that follows only picks the proposed actions'
-    scores: the Blocker runs on a core that sits idle while the agent chooses its actions (torch
-    leaves the GIL for its kernels). That happens where it gains: on cuda, or on CPU when torch runs
-    one thread per operation (``saferl experiment``'s ``threads: 1``); with more, ops of two threads
-    would fight for the same cores.
-
     :param blocker: a trained Blocker (or an ensemble of them).
-    :param overlap: score on the background thread (None: where it gains, as above).
     """
 
     name = "blocker"
     requires = frozenset({"frame"})
 
-    def __init__(self, blocker: Scorer, overlap: bool | None = None) -> None:
+    def __init__(self, blocker: Scorer) -> None:
         self.blocker = blocker
-        self.overlap = overlap
         self.batches = 0
         self._history: dict[int, tuple[int, deque[np.ndarray]]] = {}
-        self._executor: ThreadPoolExecutor | None = None
-        self._prepared: tuple[list[StepContext], Future[np.ndarray]] | None = None
-
-    def _overlaps(self) -> bool:
-        """Whether to score prepared batches on the background thread now."""
-        if self.overlap is not None:
-            return self.overlap
-        return self.blocker.device.type != "cpu" or torch.get_num_threads() == 1
-
-    def prepare_batch(self, contexts: Sequence[StepContext]) -> None:
-        self._collect_prepared(None)
-        if not contexts or not self._overlaps():
-            return
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="blocker-review")
-        contexts = list(contexts)
-        self._prepared = (contexts, self._executor.submit(self._score, contexts))
-
-    def _collect_prepared(self, contexts: Sequence[StepContext] | None) -> np.ndarray | None:
-        """The prepared scores if they are of ``contexts`` (waiting for them); a stale preparation is dropped."""
-        if self._prepared is None:
-            return None
-        prepared, future = self._prepared
-        self._prepared = None
-        logits = future.result()  # also when stale: its errors surface, and the frame history stays in step
-        same = contexts is not None and len(prepared) == len(contexts) and all(
-            a is b for a, b in zip(prepared, contexts))
-        return logits if same else None
-
-    def _score(self, contexts: Sequence[StepContext]) -> np.ndarray:
-        """Block logits of every action in each context (B x n_actions)."""
-        game = contexts[0].game
-        if game.name != self.blocker.game:
-            raise SaferlError(f"this Blocker was trained for {self.blocker.game!r}, not {game.name!r}: "
-                              f"train one for {game.name} (saferl train-blocker LABELS... --game {game.name})")
-        return self.blocker.action_logits(self.inputs(contexts))  # one forward pass: B x n_actions
-
-    def close(self) -> None:
-        """Stop the background thread (a later preparation starts it again)."""
-        self._prepared = None
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
-            self._executor = None
 
     def review(self, context: StepContext, action: int) -> Decision:
         return self.review_batch([context], [action])[0]
@@ -128,9 +73,11 @@ class BlockerOverseer(BaseOverseer):
     def review_batch(self, contexts: Sequence[StepContext], actions: Sequence[int]) -> list[Decision]:
         if not contexts:
             return []
-        logits = self._collect_prepared(contexts)
-        if logits is None:
-            logits = self._score(contexts)
+        game = contexts[0].game
+        if game.name != self.blocker.game:
+            raise SaferlError(f"this Blocker was trained for {self.blocker.game!r}, not {game.name!r}: "
+                              f"train one for {game.name} (saferl train-blocker LABELS... --game {game.name})")
+        logits = self.blocker.action_logits(self.inputs(contexts))  # one forward pass: B x n_actions
         self.batches += 1
         return self.decide(contexts, actions, logits)
 

@@ -23,8 +23,7 @@ def make_overseer(name: str, seed: int | None = None, game: str | None = None, *
     ``deferring`` decides with its own Blocker ensemble and asks ``asker`` (an overseer name, default scripted,
     built with ``asker_options``) where it is unsure; its other options are
     :class:`~saferl.oversight.deferring.DeferralConfig` fields.
-    ``blocker:DIR`` is the Blocker (or ensemble) saved in folder DIR; with ``game`` it must be that game's; its
-    option ``overlap`` (true / false) says whether it scores on a background thread (default: where it gains).
+    ``blocker:DIR`` is the Blocker (or ensemble) saved in folder DIR; with ``game`` it must be that game's.
     ``human`` is a person in a pygame window; its options are ``pace`` (ms per frame), ``scale`` (zoom),
     ``blocker`` (a Blocker folder whose score it shows) and ``label_store`` (where its decisions go, for undo).
     """
@@ -44,15 +43,15 @@ def make_overseer(name: str, seed: int | None = None, game: str | None = None, *
 
             blocker = options.pop("blocker", None)
             return HumanOverseer(blocker=load_advisor(blocker, game) if blocker else None, **options)
-        if name.startswith(BLOCKER_PREFIX):
-            return _blocker_overseer(name[len(BLOCKER_PREFIX):], game, **options)
     except TypeError as err:
         raise SaferlError(f"bad options {options} for the {name} overseer (overseer_options): {err}") from None
+    if name.startswith(BLOCKER_PREFIX):
+        return _blocker_overseer(name[len(BLOCKER_PREFIX):], game)
     raise SaferlError(f"unknown overseer {name!r} (--overseer): choose one of {', '.join(OVERSEERS)}, "
                       f"or {BLOCKER_PREFIX}DIR for a trained Blocker")
 
 
-def _blocker_overseer(folder: str, game: str | None, overlap: bool | str | None = None) -> Overseer:
+def _blocker_overseer(folder: str, game: str | None) -> Overseer:
     """The BlockerOverseer of the Blocker or ensemble saved in ``folder``."""
     from saferl.blocker import BlockerOverseer
     from saferl.blocker.ensemble import load_scorer
@@ -64,11 +63,7 @@ def _blocker_overseer(folder: str, game: str | None, overlap: bool | str | None 
         scorer = load_scorer(folder, game)
     except SaferlError as err:
         raise SaferlError(f"--overseer {BLOCKER_PREFIX}{folder}: {err}") from None
-    if isinstance(overlap, str):
-        if overlap.lower() not in ("true", "false"):
-            raise SaferlError(f"overseer option overlap={overlap!r}: give true or false")
-        overlap = overlap.lower() == "true"
-    return BlockerOverseer(scorer, overlap=overlap)
+    return BlockerOverseer(scorer)
 
 
 __all__ = [

@@ -80,7 +80,3 @@ class BaseOverseer:
 
     def review_batch(self, contexts: Sequence[StepContext], actions: Sequence[int]) -> list[Decision]:
         return [self.review(context, int(action)) for context, action in zip(contexts, actions)]
-
-    def prepare_batch(self, contexts: Sequence[StepContext]) -> None:
-        """The next ``review_batch`` will be on these contexts: an overseer may start on them now, while the
-        agent chooses its actions (the vectorized oversight wrapper calls this after every step)."""

@@ -72,8 +72,6 @@ class VecOversight(VecEnvWrapper):
                                          overseer_name=overseer.name if overseer else "none")
         self.intervention.counters = counters
         self.overseer = overseer
-        if self._contexts:
-            self._prepare()
 
     @property
     def counters(self) -> SafetyCounters:
@@ -103,14 +101,7 @@ class VecOversight(VecEnvWrapper):
         obs = self.venv.reset()
         self._contexts = [self._new_episode(i, info) for i, info in enumerate(self.venv.reset_infos)]
         self._returns[:] = 0.0
-        self._prepare()
         return obs
-
-    def _prepare(self) -> None:
-        """Let the overseer start on the next decisions while the agent chooses its actions."""
-        prepare = getattr(self.overseer, "prepare_batch", None)
-        if prepare is not None:
-            prepare(self._contexts)
 
     def step_async(self, actions: np.ndarray) -> None:
         proposed = np.asarray(actions).astype(np.int64).reshape(self.num_envs)
@@ -152,5 +143,4 @@ class VecOversight(VecEnvWrapper):
             else:
                 step = context.step + int(executed >= 0)
                 self._contexts[i] = replace(context, state=infos[i]["game_state"], step=step)
-        self._prepare()
         return obs, rewards, dones, infos
