@@ -14,7 +14,8 @@ The envs are the same as :func:`saferl.envs.make_vec_env` builds with ``backend=
 (``GroundTruthWrapper`` + ``AtariPreprocessing``): same observations, rewards, infos
 (``game_state``, ``catastrophe``, ``lives``, ``episode_frame_number``, ``terminal_observation``),
 ``reset_infos`` and :data:`~saferl.oversight.ground_truth.HOLD` steps; ``env_method`` runs in the
-worker (``would_be_catastrophe`` for the oversight's counterfactuals). One difference: at an
+worker. The oversight's counterfactuals (would the overridden action have held a catastrophe?) ride
+on the step itself (``step_async(actions, probes)``): no extra round trip. One difference: at an
 episode's end ``terminal_observation`` is the last frame (``AtariPreprocessing`` with
 ``frame_skip=1`` repeats the frame before it). The emulators live in the workers, so overseers that
 simulate the envs (look-ahead) need the in-process backend.
@@ -169,8 +170,11 @@ class SharedMemoryVecEnv(VecEnv):
         self._reset_options()
         return self._arrays["obs"].copy()
 
-    def step_async(self, actions: np.ndarray) -> None:
+    def step_async(self, actions: np.ndarray, probes: np.ndarray | None = None) -> None:
+        """Step every env; ``probes`` (one per env, negative for none) are actions each env simulates on a
+        snapshot first, in the same round trip (:meth:`probed_catastrophes` then says what they held)."""
         self._arrays["action"][:] = np.asarray(actions).reshape(self.num_envs)
+        self._arrays["probe"][:] = -1 if probes is None else np.asarray(probes).reshape(self.num_envs)
         for conn in self._conns:
             conn.send(("step", None))
         self.waiting = True
@@ -194,6 +198,10 @@ class SharedMemoryVecEnv(VecEnv):
                 info["terminal_observation"] = arrays["final"][i].copy()
                 self.reset_infos[i] = {**resets[i], "catastrophe": False}
         return arrays["obs"].copy(), arrays["reward"].copy(), dones, infos
+
+    def probed_catastrophes(self) -> np.ndarray:
+        """After a step with ``probes``: whether each env's probed action would have held a catastrophe."""
+        return self._arrays["probe_catastrophe"].copy()
 
     def close(self) -> None:
         if self.closed:

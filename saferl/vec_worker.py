@@ -65,6 +65,8 @@ def fields_of(recipe: EnvRecipe, n_envs: int) -> dict[str, tuple[tuple[int, ...]
         "terminated": ((n_envs,), np.bool_),
         "truncated": ((n_envs,), np.bool_),
         "catastrophe": ((n_envs,), np.bool_),
+        "probe": ((n_envs,), np.int64),  # an action to simulate before the step (negative: none)
+        "probe_catastrophe": ((n_envs,), np.bool_),  # whether it held a catastrophe
     }
     for prefix in ("", "reset_"):  # the STATE_FIELDS
         fields[prefix + "ram"] = ((n_envs, 128), np.uint8)
@@ -180,12 +182,14 @@ class EnvBlock:
 
     def __init__(self, recipe: EnvRecipe, indices: list[int], arrays: dict[str, np.ndarray]) -> None:
         self.slots = {i: EnvSlot(recipe, i, arrays) for i in indices}
-        self.actions = arrays["action"]
+        self.actions, self.probes, self.probed = arrays["action"], arrays["probe"], arrays["probe_catastrophe"]
 
     def handle(self, command: str, data: Any) -> Any:
         """Run ``command`` (``step``, ``reset``, ``call``, ``get``, ``set``, ``close``) on the envs; its answer."""
         if command == "step":
             for i, slot in self.slots.items():
+                if self.probes[i] >= 0:  # the counterfactual of an overridden action, before the real step
+                    self.probed[i] = slot.would_be_catastrophe(int(self.probes[i]))
                 slot.step(int(self.actions[i]))
             return None
         if command == "reset":

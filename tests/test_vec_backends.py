@@ -45,9 +45,14 @@ def test_shared_envs_step_as_the_in_process_ones(game, sticky):
             actions = rng.integers(shared.action_space.n, size=3)
             actions[rng.random(3) < 0.1] = HOLD
             asked = step % 7 == 0
+            probes = rng.integers(shared.action_space.n, size=3) if asked else None
             if asked:
                 assert shared.env_method("would_be_catastrophe", 3) == dummy.env_method("would_be_catastrophe", 3)
-            obs, rewards, dones, infos = shared.step(actions)
+                expected = [dummy.env_method("would_be_catastrophe", int(p), indices=[i])[0] for i, p in enumerate(probes)]
+            shared.step_async(actions, probes=probes)  # the probes ride on the step, simulated before it
+            obs, rewards, dones, infos = shared.step_wait()
+            if asked:
+                assert shared.probed_catastrophes().tolist() == expected
             obs_d, rewards_d, dones_d, infos_d = dummy.step(actions)
             assert np.array_equal(rewards, rewards_d) and np.array_equal(dones, dones_d)
             for i in range(3):
@@ -77,18 +82,24 @@ def test_shared_envs_step_as_the_in_process_ones(game, sticky):
 
 
 def test_scripted_oversight_on_shared_envs_blocks_every_catastrophe():
-    venv = make_vec_env(PONG, n_envs=4, overseer=ScriptedOverseer(), seed=3)
-    try:
-        assert isinstance(venv.venv, SharedMemoryVecEnv)  # the default for several envs
-        venv.reset()
-        rng = np.random.default_rng(3)
-        for _ in range(300):
-            venv.step(rng.integers(6, size=4))
-        totals = venv.counters.totals
-        assert totals["steps"] == 1200 and totals["blocks"] > 0 and totals["catastrophes"] == 0
-        assert totals["false_positives"] <= totals["blocks"]  # each block's counterfactual was asked in a worker
-    finally:
-        venv.close()
+    """And counts as the in-process envs do: the blocks' counterfactuals, simulated in the workers within the
+    step, say the same as those asked of in-process envs."""
+    totals = {}
+    for backend in ("shared", "dummy"):
+        venv = make_vec_env(SPACE_INVADERS, n_envs=4, overseer=ScriptedOverseer(), seed=3, backend=backend)
+        try:
+            assert isinstance(venv.venv, SharedMemoryVecEnv) == (backend == "shared")
+            venv.reset()
+            rng = np.random.default_rng(3)
+            for _ in range(300):
+                venv.step(rng.integers(6, size=4))
+            totals[backend] = dict(venv.counters.totals)
+        finally:
+            venv.close()
+    shared = totals["shared"]
+    assert shared["steps"] == 1200 and shared["blocks"] > 0 and shared["catastrophes"] == 0
+    assert 0 < shared["false_positives"] < shared["blocks"], "some blocks were needed, some not"
+    assert shared == totals["dummy"]
 
 
 def test_close_leaves_no_processes():

@@ -14,6 +14,7 @@ from saferl.games import Game
 from saferl.oversight.decision import ALLOW, Decision, Overseer, StepContext
 from saferl.oversight.intervention import Intervention, Mode
 from saferl.oversight.metrics import SafetyCounters
+from saferl.shared_vec_env import SharedMemoryVecEnv
 
 
 class VecOversight(VecEnvWrapper):
@@ -54,6 +55,7 @@ class VecOversight(VecEnvWrapper):
         self._next_episode = first_episode
         self._contexts: list[StepContext] = []
         self._pending: list[tuple[StepContext, Decision, int, int, bool | None]] = []
+        self._probed: np.ndarray | None = None  # which envs' counterfactuals ride on the step
         self._returns = np.zeros(self.num_envs)
 
     def set_overseer(self, overseer: Overseer | None, mode: Mode | str | None = None, label_store: Any | None = None) -> None:
@@ -111,10 +113,15 @@ class VecOversight(VecEnvWrapper):
             decisions = self.overseer.review_batch(self._contexts, proposed.tolist())
         executed = np.array([self.intervention.executed_action(context, decision, int(action))
                              for context, decision, action in zip(self._contexts, decisions, proposed)], np.int64)
-        counterfactuals = self._counterfactuals(proposed, executed)
+        rides = isinstance(self.venv, SharedMemoryVecEnv)  # the counterfactuals ride on the step: no round trip
+        self._probed = (executed != proposed) if rides else None
+        counterfactuals = {} if rides else self._counterfactuals(proposed, executed)
         self._pending = [(context, decision, int(proposed[i]), int(executed[i]), counterfactuals.get(i))
                          for i, (context, decision) in enumerate(zip(self._contexts, decisions))]
-        self.venv.step_async(executed)
+        if rides:
+            self.venv.step_async(executed, probes=np.where(self._probed, proposed, -1))
+        else:
+            self.venv.step_async(executed)
 
     def _counterfactuals(self, proposed: np.ndarray, executed: np.ndarray) -> dict[int, bool]:
         """Would each overridden env's proposed action have held a catastrophe? One ``env_method`` call per
@@ -129,6 +136,10 @@ class VecOversight(VecEnvWrapper):
     def step_wait(self) -> VecEnvStepReturn:
         obs, rewards, dones, infos = self.venv.step_wait()
         rewards = rewards.astype(np.float32)
+        if self._probed is not None and self._probed.any():
+            held = self.venv.probed_catastrophes()
+            self._pending = [(*row[:4], bool(held[i]) if self._probed[i] else None)
+                             for i, row in enumerate(self._pending)]
         for i, (context, decision, proposed, executed, counterfactual) in enumerate(self._pending):
             bonus, outcome = self.intervention.record(
                 context, decision, proposed, executed, bool(infos[i]["catastrophe"]), counterfactual
