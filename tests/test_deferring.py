@@ -97,6 +97,16 @@ def test_before_any_blocker_every_decision_is_asked():
     assert all(d.label and d.seconds == 2.0 for d in decisions) and overseer.asked == 4 and overseer.ensemble is None
 
 
+def test_a_first_ensemble_that_cannot_be_made_yet_is_tried_again_after_100_labels():
+    """Labels from too few stretches of play make no ensemble; waiting refit_every labels would ask all of them."""
+    overseer = DeferringOverseer(Counting(), "pong", ACTIONS, DeferralConfig(first_fit=4, refit_every=10_000))
+    tries, fit = [], overseer.fit
+    overseer.fit = lambda: tries.append(len(overseer._examples)) or fit()
+    for k in range(0, 108, 4):
+        overseer.review_batch([context(step=k + j) for j in range(4)], [0, 1, 2, 3])
+    assert overseer.ensemble is None and tries == [4, 104] and overseer.asked == 108
+
+
 @pytest.mark.parametrize("options, says", [({"members": 1}, "members"), ({"asker": "none"}, "asker"),
                                            ({"asker": "blocker:x"}, "asker"), ({"band": -1.0}, "band"),
                                            ({"first_fit": 0}, "first_fit"), ({"colour": 1}, "colour")])

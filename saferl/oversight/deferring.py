@@ -38,6 +38,8 @@ POOL = 4  # the novelty sketch averages 4x4 pixel blocks of the Blocker's input
 NOVELTY_QUANTILE = 0.99
 NOVELTY_PROBES = 512  # labelled frames whose nearest neighbour calibrates the novelty radius
 REASONS = ("disagreement", "near_threshold", "novel")
+FIRST_FIT_RETRY = 100  # labels before trying again when the first ensemble could not be made (blocks in too
+# few segments): waiting ``refit_every`` asked every decision of up to 800 more labels (Space Invaders, measured)
 
 
 @dataclass(frozen=True)
@@ -49,7 +51,8 @@ class DeferralConfig:
     :param band: ask when the mean block logit is within this many logits of the threshold (0: never).
     :param novelty: ask when a frame is this many times farther from the labelled frames than usual (0: never).
     :param novelty_memory: at most this many labelled frames (a random sample) are compared against.
-    :param first_fit: labels before the first ensemble is trained (every decision is asked until then).
+    :param first_fit: labels before the first ensemble is trained (every decision is asked until then; when
+        the labels cannot make one yet, it tries again every 100 labels).
     :param refit_every: new labels between retrainings.
     :param updates: gradient steps per member and training, at the least (few labels make short epochs: a
         fixed number of epochs would leave the first ensembles untrained and unsure everywhere). Each member
@@ -178,8 +181,9 @@ class DeferringOverseer(BaseOverseer):
         self.asked += len(asked)
         self.decided += len(contexts) - len(asked)
         if len(self._examples) >= self._next_fit:
-            self._next_fit = len(self._examples) + self.config.refit_every
-            self.fit()
+            fitted = self.fit()
+            wait = self.config.refit_every if fitted or self.ensemble is not None else FIRST_FIT_RETRY
+            self._next_fit = len(self._examples) + wait
         return decisions  # type: ignore[return-value]
 
     def _judge(self, contexts: Sequence[StepContext], actions: list[int],
