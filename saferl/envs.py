@@ -99,8 +99,10 @@ def make_agent_env(
 ) -> gym.Env:
     """One overseen env as an agent sees it: the last ``frame_stack`` 84x84 grayscale frames (``frame_stack x 84 x 84``
     uint8), over :func:`make_overseen_env` (so ``info`` carries the oversight keys)."""
+    from saferl.oversight.ground_truth import KeepObservationOnHold
+
     env = make_overseen_env(game, overseer, mode, penalty, label_store, seed, first_episode=first_episode, **overrides)
-    env = gym.wrappers.AtariPreprocessing(env, noop_max=0, frame_skip=1, screen_size=84)
+    env = KeepObservationOnHold(gym.wrappers.AtariPreprocessing(env, noop_max=0, frame_skip=1, screen_size=84))
     return gym.wrappers.FrameStackObservation(env, frame_stack)
 
 
@@ -134,6 +136,7 @@ def make_vec_env(
     from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 
     from saferl.oversight import GroundTruthWrapper
+    from saferl.oversight.ground_truth import KeepObservationOnHold
     from saferl.oversight.vec_wrapper import VecOversight
     from saferl.shared_vec_env import EnvRecipe, SharedMemoryVecEnv
 
@@ -144,7 +147,8 @@ def make_vec_env(
         def thunk() -> gym.Env:
             env: gym.Env = GroundTruthWrapper(make_ale_env(game, seed=seed + rank, **overrides), game, with_frame=needs_frame)
             if preprocess:
-                env = gym.wrappers.AtariPreprocessing(env, noop_max=0, frame_skip=1, screen_size=84, grayscale_newaxis=True)
+                env = KeepObservationOnHold(gym.wrappers.AtariPreprocessing(
+                    env, noop_max=0, frame_skip=1, screen_size=84, grayscale_newaxis=True))
             return env
 
         return thunk

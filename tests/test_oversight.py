@@ -5,7 +5,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from saferl.envs import make_overseen_env
+from saferl.envs import make_agent_env, make_overseen_env
 from saferl.errors import SaferlError
 from saferl.games import get_game
 from saferl.oversight import HOLD, ScriptedOverseer
@@ -40,6 +40,22 @@ def test_prune_leaves_the_env_where_it_was_and_returns_the_same_observation():
     assert np.array_equal(obs, obs_before)
     assert np.array_equal(env.unwrapped.ale.getRAM(), ram)
     assert reward == -1.0 and not terminated and not truncated
+
+
+def test_a_held_step_shows_the_agent_where_the_env_is_not_the_simulated_frame():
+    """A pruned action's counterfactual leaves ALE's screen at the simulated frame, and AtariPreprocessing reads
+    the screen: the agent's observation of a held step must still be the frame the env is at."""
+    env = make_agent_env(PONG, ScriptedOverseer(false_positive_rate=1.0), mode="prune", seed=0, frame_stack=1)
+    obs, _ = env.reset(seed=0)
+    holds = 0
+    for _ in range(120):
+        before = obs
+        obs, _, _, _, info = env.step(2)
+        if info["executed_action"] == HOLD:
+            holds += 1
+            assert np.array_equal(obs, before)
+    assert holds > 50
+    env.close()
 
 
 def test_prune_gives_way_to_a_safe_action_after_max_prunes():

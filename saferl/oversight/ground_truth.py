@@ -58,3 +58,28 @@ class GroundTruthWrapper(gym.Wrapper):
         """Would executing ``action`` now hold a catastrophe? (exact; the env is left as it was)"""
         return self.emulator.first_catastrophe(self.game, int(action)) is not None
 
+
+
+class KeepObservationOnHold(gym.Wrapper):
+    """Returns the last observation again for a held step (:data:`HOLD`, or ``info["executed_action"]`` HOLD).
+
+    Goes above ``AtariPreprocessing``, which reads the ALE screen itself: after a counterfactual or a
+    look-ahead, ALE's ``restoreState`` leaves the screen at the simulated frame, so a hold would show the
+    agent a frame of a future that did not happen.
+    """
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        self._last: Any = None
+
+    def reset(self, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
+        obs, info = self.env.reset(**kwargs)
+        self._last = obs
+        return obs, info
+
+    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        if int(action) == HOLD or info.get("executed_action") == HOLD:
+            obs = self._last
+        self._last = obs
+        return obs, reward, terminated, truncated, info
