@@ -59,7 +59,6 @@ class GroundTruthWrapper(gym.Wrapper):
         return self.emulator.first_catastrophe(self.game, int(action)) is not None
 
 
-
 class KeepObservationOnHold(gym.Wrapper):
     """Returns the last observation again for a held step (:data:`HOLD`, or ``info["executed_action"]`` HOLD).
 
