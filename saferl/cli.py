@@ -183,9 +183,35 @@ EXPERIMENT_KEYS = ("game", "agent", "overseer", "conditions", "oversight_steps",
                    "device", "workers", "threads", "checkpoint_every")
 
 
+def experiment_data(args: argparse.Namespace) -> dict[str, Any]:
+    """The experiment's settings: ``--config``'s, overridden by the flags. The file's ``overseer_options`` are
+    dropped when ``--overseer`` names another overseer (they are that file's overseer's)."""
+    from saferl.pipeline import load_config_file
+
+    data = load_config_file(args.config) if args.config else {}
+    if args.overseer is not None and args.overseer != data.get("overseer", args.overseer):
+        data.pop("overseer_options", None)
+    data.update({k: getattr(args, k) for k in EXPERIMENT_KEYS if getattr(args, k) is not None})
+    if args.seeds is not None:
+        data["seeds"] = list(range(args.seeds))
+    if args.hyperparam:
+        data["hyperparams"] = {**data.get("hyperparams", {}), **dict(args.hyperparam)}
+    if args.overseer_option:
+        data["overseer_options"] = {**data.get("overseer_options", {}), **dict(args.overseer_option)}
+    blocker = dict(data.get("blocker", {}))
+    for key in ("margin", "epochs"):
+        if getattr(args, f"blocker_{key}") is not None:
+            blocker[key] = getattr(args, f"blocker_{key}")
+    data["blocker"] = blocker
+    human = _human_options(args, data.get("overseer", "scripted"))
+    if human:
+        data["overseer_options"] = {**data.get("overseer_options", {}), **human}
+    return data
+
+
 def cmd_experiment(args: argparse.Namespace) -> int:
     from saferl.human_ui import OversightQuit
-    from saferl.pipeline import ExperimentConfig, load_config_file, run_experiment
+    from saferl.pipeline import ExperimentConfig, run_experiment
 
     if args.resume and (args.out or args.config):
         raise SaferlError("--resume RUN_DIR continues a run folder with its saved config: give no --out or --config")
@@ -193,25 +219,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
         raise SaferlError("give --out RUN_DIR for a new experiment, or --resume RUN_DIR to finish one")
     config = None
     if not args.resume:
-        data = load_config_file(args.config) if args.config else {}
-        if args.overseer is not None and args.overseer != data.get("overseer", args.overseer):
-            data.pop("overseer_options", None)  # the file's options are for its own overseer, not this one
-        data.update({k: getattr(args, k) for k in EXPERIMENT_KEYS if getattr(args, k) is not None})
-        if args.seeds is not None:
-            data["seeds"] = list(range(args.seeds))
-        if args.hyperparam:
-            data["hyperparams"] = {**data.get("hyperparams", {}), **dict(args.hyperparam)}
-        if args.overseer_option:
-            data["overseer_options"] = {**data.get("overseer_options", {}), **dict(args.overseer_option)}
-        blocker = dict(data.get("blocker", {}))
-        for key in ("margin", "epochs"):
-            if getattr(args, f"blocker_{key}") is not None:
-                blocker[key] = getattr(args, f"blocker_{key}")
-        data["blocker"] = blocker
-        human = _human_options(args, data.get("overseer", "scripted"))
-        if human:
-            data["overseer_options"] = {**data.get("overseer_options", {}), **human}
-        config = ExperimentConfig.from_dict(data, args.config or "the command line")
+        config = ExperimentConfig.from_dict(experiment_data(args), args.config or "the command line")
         writable_dir(args.out, "--out")
     out = args.resume or args.out
     started = time.perf_counter()

@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -85,3 +86,19 @@ def test_labels_of_a_missing_or_truncated_store_exits_2_with_the_file_named(tmp_
     (out / "labels.bin").write_bytes(data[:-7])
     result = saferl("labels", str(out), check_rc=2)
     assert "labels.bin" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_an_overseer_given_on_the_command_line_drops_the_files_options_for_its_own():
+    from saferl.cli import build_parser, experiment_data
+
+    config = Path(__file__).resolve().parent.parent / "experiments" / "space_invaders_deferring.yml"
+
+    def data(*flags):
+        return experiment_data(build_parser().parse_args(
+            ["experiment", "--config", str(config), "--out", "x", *flags]))
+
+    assert data()["overseer_options"]["asker"] == "scripted", "the file's deferring options by default"
+    watch_all = data("--overseer", "scripted", "--overseer-option", "seconds_per_decision=0.5")
+    assert watch_all["overseer"] == "scripted" and watch_all["overseer_options"] == {"seconds_per_decision": 0.5}
+    assert data("--overseer", "deferring", "--overseer-option", "members=3")["overseer_options"]["members"] == 3
+    assert data("--overseer", "deferring")["overseer_options"]["asker"] == "scripted", "the same overseer keeps them"

@@ -176,7 +176,8 @@ class DeferringOverseer(BaseOverseer):
             answers = self.asker.review_batch([contexts[i] for i in asked], [actions[i] for i in asked])
             for i, answer in zip(asked, answers):
                 decisions[i] = replace(answer, label=True)
-                self._examples.add(inputs[i], actions[i], bool(answer.block), contexts[i].episode,
+                # a copy: a view of the batch would keep all its frames alive for as long as the label
+                self._examples.add(inputs[i].copy(), actions[i], bool(answer.block), contexts[i].episode,
                                    contexts[i].step // self.config.segment)
         self.asked += len(asked)
         self.decided += len(contexts) - len(asked)

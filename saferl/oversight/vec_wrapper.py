@@ -113,15 +113,14 @@ class VecOversight(VecEnvWrapper):
             decisions = self.overseer.review_batch(self._contexts, proposed.tolist())
         executed = np.array([self.intervention.executed_action(context, decision, int(action))
                              for context, decision, action in zip(self._contexts, decisions, proposed)], np.int64)
-        rides = isinstance(self.venv, SharedMemoryVecEnv)  # the counterfactuals ride on the step: no round trip
-        self._probed = (executed != proposed) if rides else None
-        counterfactuals = {} if rides else self._counterfactuals(proposed, executed)
-        self._pending = [(context, decision, int(proposed[i]), int(executed[i]), counterfactuals.get(i))
-                         for i, (context, decision) in enumerate(zip(self._contexts, decisions))]
-        if rides:
+        if isinstance(self.venv, SharedMemoryVecEnv):  # the counterfactuals ride on the step: no round trip
+            self._probed, counterfactuals = executed != proposed, {}
             self.venv.step_async(executed, probes=np.where(self._probed, proposed, -1))
         else:
+            self._probed, counterfactuals = None, self._counterfactuals(proposed, executed)
             self.venv.step_async(executed)
+        self._pending = [(context, decision, int(proposed[i]), int(executed[i]), counterfactuals.get(i))
+                         for i, (context, decision) in enumerate(zip(self._contexts, decisions))]
 
     def _counterfactuals(self, proposed: np.ndarray, executed: np.ndarray) -> dict[int, bool]:
         """Would each overridden env's proposed action have held a catastrophe? One ``env_method`` call per
@@ -136,11 +135,10 @@ class VecOversight(VecEnvWrapper):
     def step_wait(self) -> VecEnvStepReturn:
         obs, rewards, dones, infos = self.venv.step_wait()
         rewards = rewards.astype(np.float32)
-        if self._probed is not None and self._probed.any():
-            held = self.venv.probed_catastrophes()
-            self._pending = [(*row[:4], bool(held[i]) if self._probed[i] else None)
-                             for i, row in enumerate(self._pending)]
+        held = self.venv.probed_catastrophes() if self._probed is not None else None
         for i, (context, decision, proposed, executed, counterfactual) in enumerate(self._pending):
+            if held is not None and self._probed[i]:
+                counterfactual = bool(held[i])
             bonus, outcome = self.intervention.record(
                 context, decision, proposed, executed, bool(infos[i]["catastrophe"]), counterfactual
             )
