@@ -67,6 +67,18 @@ def test_it_asks_where_the_members_disagree_and_decides_itself_where_they_agree(
     assert overseer.stats()["asked_disagreement"] == 1 and overseer.asked == 1 and overseer.decided == 2
 
 
+def test_with_ask_blocks_below_one_it_blocks_some_unsure_decisions_unasked_but_asks_every_unsure_pass():
+    # The members split on LEFT (action 3, mean logit 0.5: a block) and on FIRE (action 1, mean -0.5: a pass).
+    members = [[-6.0, -4.0, -6.0, -3.0, -6.0, -6.0], [-6.0, 3.0, -6.0, 4.0, -6.0, -6.0]]
+    overseer, asker = deferring_with(members, disagreement=0.05, band=0.0, ask_blocks=0.25)
+    decisions = overseer.review_batch([context(step=k) for k in range(400)], [3, 1] * 200)
+    unsure_blocks = [d for d, a in zip(decisions, [3, 1] * 200) if a == 3]
+    assert asker.asked.count(1) == 200, "an unsure pass is always asked: it could be a catastrophe"
+    assert 25 < asker.asked.count(3) < 75, "about a quarter of the unsure blocks are asked"
+    assert all(d.block for d in unsure_blocks if not d.label), "the rest are blocked, unasked"
+    assert overseer.stats()["blocked_unasked"] == 200 - asker.asked.count(3)
+
+
 def test_it_asks_near_the_threshold_and_in_novel_states():
     near, _ = deferring_with([[0.5] * 6, [0.5] * 6], band=1.0)
     assert near.review(context(), 0).label and near.stats()["asked_near_threshold"] == 1
@@ -109,7 +121,8 @@ def test_a_first_ensemble_that_cannot_be_made_yet_is_tried_again_after_100_label
 
 @pytest.mark.parametrize("options, says", [({"members": 1}, "members"), ({"asker": "none"}, "asker"),
                                            ({"asker": "blocker:x"}, "asker"), ({"band": -1.0}, "band"),
-                                           ({"first_fit": 0}, "first_fit"), ({"colour": 1}, "colour")])
+                                           ({"first_fit": 0}, "first_fit"), ({"colour": 1}, "colour"),
+                                           ({"ask_blocks": 1.5}, "ask_blocks")])
 def test_bad_options_name_themselves(options, says):
     with pytest.raises(SaferlError, match=says):
         make_overseer("deferring", 0, "pong", **options)

@@ -12,6 +12,9 @@ decides, unless one of these says it should not:
   distance within which 99% of those labelled frames have a neighbour from another stretch of play
   (a coarse 4x4-pooled sketch).
 
+With ``ask_blocks`` below 1, only that share (at random) of the unsure decisions on which the ensemble
+would block are asked; it blocks the others itself. Every unsure pass is asked.
+
 The asker's answers are labels (``Decision.label`` True, with the asker's seconds); the ensemble's own
 decisions are not (``label`` False, 0 seconds), so a label store keeps only what a person was asked.
 The overseer keeps its own in-memory copy of the asked examples (one preprocessed frame each: 25 KB
@@ -50,6 +53,9 @@ class DeferralConfig:
     :param disagreement: ask when the members' block probabilities spread more than this (std; 0.5 never).
     :param band: ask when the mean block logit is within this many logits of the threshold (0: never).
     :param novelty: ask when a frame is this many times farther from the labelled frames than usual (0: never).
+    :param ask_blocks: the share of the unsure decisions on which the ensemble would block that are asked; the
+        rest it blocks unasked (a false positive costs the agent an action, a false negative a catastrophe: below
+        1 fewer labels go to states the ensemble already keeps the agent out of).
     :param novelty_memory: at most this many labelled frames (a random sample) are compared against.
     :param first_fit: labels before the first ensemble is trained (every decision is asked until then; when
         the labels cannot make one yet, it tries again every 100 labels).
@@ -67,6 +73,7 @@ class DeferralConfig:
     disagreement: float = 0.05
     band: float = 1.0
     novelty: float = 1.0
+    ask_blocks: float = 1.0
     novelty_memory: int = 4096
     first_fit: int = 400
     refit_every: int = 400
@@ -81,6 +88,8 @@ class DeferralConfig:
         for name in ("disagreement", "band", "novelty", "margin"):
             if not math.isfinite(getattr(self, name)) or getattr(self, name) < 0:
                 raise SaferlError(f"overseer_options {name} must be a finite number >= 0, not {getattr(self, name)}")
+        if not 0 <= self.ask_blocks <= 1:
+            raise SaferlError(f"overseer_options ask_blocks must be a share in [0, 1], not {self.ask_blocks}")
         for name in ("novelty_memory", "first_fit", "refit_every", "updates", "segment"):
             if getattr(self, name) < 1:
                 raise SaferlError(f"overseer_options {name} must be at least 1, not {getattr(self, name)}")
@@ -147,6 +156,7 @@ class DeferringOverseer(BaseOverseer):
         self.asked = 0
         self.decided = 0
         self.reasons = dict.fromkeys(REASONS, 0)
+        self.blocked_unasked = 0
         self._view: Any | None = None
         self._examples = _Asked()
         self._next_fit = config.first_fit
@@ -202,9 +212,15 @@ class DeferringOverseer(BaseOverseer):
             "near_threshold": np.abs(chosen.mean(axis=0) - self.ensemble.threshold_logit) < self.config.band,
             "novel": self._novel(inputs),
         }
+        unsure = np.logical_or.reduce(list(why.values()))
         for reason, flags in why.items():
             self.reasons[reason] += int(flags.sum())
-        return list(own), np.logical_or.reduce(list(why.values()))
+        if self.config.ask_blocks < 1:
+            blocking = chosen.mean(axis=0) >= self.ensemble.threshold_logit
+            unasked = unsure & blocking & (self._rng.random(len(actions)) >= self.config.ask_blocks)
+            self.blocked_unasked += int(unasked.sum())
+            unsure &= ~unasked
+        return list(own), unsure
 
     def fit(self) -> bool:
         """Train the ensemble on the asked examples (keeping the previous one when they cannot make one yet:
@@ -284,8 +300,10 @@ class DeferringOverseer(BaseOverseer):
             close()
 
     def stats(self) -> dict[str, Any]:
-        """How often it asked, decided itself, and why it asked; how many ensembles it trained."""
+        """How often it asked, decided itself, and why it was unsure (asked, or blocked unasked under
+        ``ask_blocks``); how many ensembles it trained."""
         return {"asked": self.asked, "decided": self.decided, "fits": self.fits, "labels_kept": len(self._examples),
+                "blocked_unasked": self.blocked_unasked,
                 **{f"asked_{reason}": count for reason, count in self.reasons.items()}}
 
 
