@@ -288,6 +288,19 @@ def _epsilons(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"{text!r}: write whole pixel levels separated by commas, e.g. 1,2,4,8") from None
 
 
+def cmd_replay_deferring(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from saferl.oversight.deferral_replay import deferral_config, replay_deferral
+
+    config = deferral_config(args.overseer_option or [])
+    with tqdm(total=args.limit, unit="decision", disable=args.no_progress, desc="replay") as bar:
+        result = replay_deferral(args.labels, config, n_envs=args.envs, limit=args.limit, seed=args.seed,
+                                 progress=lambda done: bar.update(done - bar.n))
+    _print_summary(f"The deferring overseer on the decisions of {args.labels}", result.summary(), args.json)
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from saferl.report import write_report
 
@@ -400,6 +413,18 @@ def build_parser() -> argparse.ArgumentParser:
     experiment.add_argument("--out", help="the run folder (created)")
     experiment.add_argument("--resume", metavar="RUN_DIR", help="finish an interrupted experiment from its checkpoints")
     experiment.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+
+    replay = command("replay-deferring", cmd_replay_deferring,
+                     "Replay a watch-every-frame run's labels through the deferring overseer: how many it would "
+                     "have asked for, and the blocks its ensemble would have let pass unasked (an estimate, in "
+                     "minutes, without the agent).")
+    replay.add_argument("labels", help="the label store of a run whose overseer looked at every frame")
+    replay.add_argument("--overseer-option", action="append", type=_hyperparam, metavar="KEY=VALUE",
+                        help="a deferring option (repeatable), as for saferl experiment, e.g. refit_every=400")
+    replay.add_argument("--envs", type=int, default=4, help="decisions a batch: the recording run's envs (default 4)")
+    replay.add_argument("--limit", type=int, help="replay only the first N labels")
+    replay.add_argument("--seed", type=int, default=0)
+    replay.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
     sweep = command("sweep", cmd_sweep, "Run a grid of experiments (games x agents x conditions x seeds) on Ray Tune.")
     sweep.add_argument("config", help="a sweep YAML: an experiment config with a grid (experiments/sweep_*.yml)")

@@ -10,6 +10,7 @@ from saferl.oversight import ScriptedOverseer, StepContext, make_overseer
 from saferl.oversight.deferring import DeferralConfig, DeferringOverseer, sketch
 from saferl.oversight.label_store import LabelStore
 from saferl.pipeline import ExperimentConfig, run_experiment
+from test_cli import last_json, saferl
 
 PONG = get_game("pong")
 ACTIONS = game_action_names(PONG)
@@ -167,3 +168,33 @@ def test_an_experiment_with_the_deferring_overseer_counts_only_the_asked_labels(
     assert duty["asked"] == row["human_labels"] and duty["asked"] + duty["decided"] == row["handover_step"]
     report = (tmp_path / "run" / "report.md").read_text()
     assert "Human labour" in report and "## The overseer on duty" in report
+
+
+def test_replaying_a_watch_all_store_estimates_the_labels_and_misses_of_deferring(tmp_path):
+    """A run that asked the rule about every decision, replayed through the deferring overseer: everything is
+    asked until the first ensemble, then it decides most decisions itself; with no ensemble it asks them all."""
+    with LabelStore.create(tmp_path / "watch-all", "pong", ACTIONS) as store:
+        venv = make_vec_env(PONG, n_envs=8, overseer=ScriptedOverseer(seconds_per_decision=0.5), label_store=store,
+                            seed=1, preprocess=False)
+        venv.reset()
+        rng = np.random.default_rng(1)
+        for _ in range(150):
+            venv.step(rng.integers(6, size=8))
+        venv.close()
+        blocks = int(store.arrays()["blocked"].sum())
+    options = ["--overseer-option", "members=2", "--overseer-option", "updates=500", "--overseer-option",
+               "refit_every=10000", "--envs", "8", "--no-progress", "--json"]
+    deferring = last_json(saferl("replay-deferring", str(tmp_path / "watch-all"), "--overseer-option", "first_fit=400",
+                                 *options))
+    assert deferring["decisions"] == 1200 and deferring["blocks"] == blocks > 0
+    assert deferring["fits"] == 1 and deferring["asked"] + deferring["decided"] == 1200
+    assert 400 <= deferring["asked"] < 0.6 * 1200, "all asked until the first ensemble; most decided after it"
+    assert deferring["asked_share_per_2000"] == [round(deferring["asked"] / 1200, 3)]
+    assert 0 <= deferring["missed_blocks"] <= blocks and deferring["false_positives"] >= 0
+    everything = last_json(saferl("replay-deferring", str(tmp_path / "watch-all"), "--overseer-option",
+                                  "first_fit=5000", *options))
+    assert everything["asked"] == 1200 and everything["missed_blocks"] == everything["false_positives"] == 0
+    bad = saferl("replay-deferring", str(tmp_path / "watch-all"), "--envs", "0", check_rc=2)
+    assert "--envs" in bad.stderr and "Traceback" not in bad.stderr
+    bad = saferl("replay-deferring", str(tmp_path / "watch-all"), "--overseer-option", "colour=1", check_rc=2)
+    assert "colour" in bad.stderr and "Traceback" not in bad.stderr
