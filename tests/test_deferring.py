@@ -198,3 +198,28 @@ def test_replaying_a_watch_all_store_estimates_the_labels_and_misses_of_deferrin
     assert "--envs" in bad.stderr and "Traceback" not in bad.stderr
     bad = saferl("replay-deferring", str(tmp_path / "watch-all"), "--overseer-option", "colour=1", check_rc=2)
     assert "colour" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_a_resumed_run_recalls_the_labels_it_asked_for_and_trains_on_them(tmp_path):
+    """Given its run's label store back (as a resumed run does), the deferring overseer takes the stored labels
+    as asked examples and trains its ensemble on them, instead of asking everything again from scratch."""
+    with LabelStore.create(tmp_path / "labels", "pong", ACTIONS) as store:
+        venv = make_vec_env(PONG, n_envs=8, overseer=ScriptedOverseer(), label_store=store, seed=1, preprocess=False)
+        venv.reset()
+        rng = np.random.default_rng(1)
+        for _ in range(60):
+            venv.step(rng.integers(6, size=8))
+        venv.close()
+    fresh = make_overseer("deferring", 0, "pong", first_fit=400, members=2, updates=100)
+    with LabelStore.create(tmp_path / "empty", "pong", ACTIONS) as empty:
+        fresh.label_store = empty
+    assert fresh.ensemble is None and fresh.stats()["labels_kept"] == 0
+    resumed = make_overseer("deferring", 0, "pong", first_fit=400, members=2, updates=500)
+    with LabelStore.open(tmp_path / "labels") as store:
+        resumed.label_store = store
+        seen, actions = store.frames(range(0, 480, 10)), store.arrays()["proposed_action"][::10].tolist()
+    assert resumed.stats()["labels_kept"] == 480 and resumed.fits == 1 and resumed.ensemble is not None
+    assert resumed.stats()["asked"] == 0, "recalled labels are not asked again"
+    contexts = [StepContext(game=PONG, state=GameState(np.zeros(128, np.uint8), 3, frame)) for frame in seen]
+    decisions = resumed.review_batch(contexts, actions)
+    assert not all(d.label for d in decisions), "on frames like those it recalled it decides some itself"

@@ -55,6 +55,8 @@ class WorkerEnvFactory:
         if self.spec.label_dir is not None:
             store = LabelStore.open_or_create(Path(self.spec.label_dir) / f"worker-{rank}", game.name,
                                               game_action_names(game))
+            if hasattr(overseer, "label_store"):  # a resumed run's deferring overseer recalls its labels
+                overseer.label_store = store
         env = make_agent_env(game, overseer, self.spec.mode, self.spec.penalty, store, seed=self.seed + rank,
                              frame_stack=self.frame_stack, first_episode=store.next_episode() if store else 0,
                              **self.env_kwargs)

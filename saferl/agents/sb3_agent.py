@@ -134,8 +134,8 @@ class SB3Agent:
         overseer = make_overseer(spec.overseer, seed=self.seed, game=self.game.name, **spec.options)
         if spec.label_dir is not None:
             self._store = LabelStore.open_or_create(spec.label_dir, self.game.name, game_action_names(self.game))
-        if hasattr(overseer, "label_store"):  # the human overseer relabels its stored blocks on undo
-            overseer.label_store = self._store
+        if hasattr(overseer, "label_store"):  # the human overseer relabels its stored blocks on undo; the deferring
+            overseer.label_store = self._store  # one recalls a resumed run's labels
         return overseer, self._store
 
     def _close_overseer(self) -> None:

@@ -21,7 +21,8 @@ The overseer keeps its own in-memory copy of the asked examples (one preprocesse
 for Pong, 77 KB for Space Invaders and Road Runner) and retrains the ensemble on them, in the
 reviewing process, once ``first_fit`` labels are in and then every ``refit_every`` new labels (the
 agent waits meanwhile, as it waits for a person). Training keeps the process's torch RNG state, so the
-agent's randomness goes on as if no training had happened. A resumed run starts with no Blocker.
+agent's randomness goes on as if no training had happened. A resumed run recalls the labels of its store
+(:meth:`DeferringOverseer.recall`) and trains on them before it goes on.
 Under A3C every worker process builds its own deferring overseer (its own labels, store and ensemble),
 so the ask-everything start repeats in each worker.
 """
@@ -41,6 +42,7 @@ POOL = 4  # the novelty sketch averages 4x4 pixel blocks of the Blocker's input
 NOVELTY_QUANTILE = 0.99
 NOVELTY_PROBES = 512  # labelled frames whose nearest neighbour calibrates the novelty radius
 REASONS = ("disagreement", "near_threshold", "novel")
+RECALL_CHUNK = 512  # stored frames decoded at a time when a resumed run recalls its labels
 FIRST_FIT_RETRY = 100  # labels before trying again when the first ensemble could not be made (blocks in too
 # few segments): waiting ``refit_every`` asked every decision of up to 800 more labels (Space Invaders, measured)
 
@@ -283,6 +285,20 @@ class DeferringOverseer(BaseOverseer):
             return np.zeros(len(inputs), bool)
         return np.sqrt(squared_distances(sketch(inputs), self._memory).min(axis=1)) > self._radius
 
+    def recall(self, store: Any) -> None:
+        """Take the labels already in ``store`` (a resumed run's: the decisions it asked about) as asked examples,
+        and train an ensemble on them when they are enough: the resumed run goes on asking where it left off."""
+        records = store.arrays()
+        for start in range(0, len(store), RECALL_CHUNK):
+            rows = range(start, min(len(store), start + RECALL_CHUNK))
+            inputs = self.preprocessing.frames(store.frames(rows))
+            for k, i in enumerate(rows):
+                self._examples.add(inputs[k].copy(), int(records["proposed_action"][i]), bool(records["blocked"][i]),
+                                   int(records["episode"][i]), int(records["step"][i]) // self.config.segment)
+        if len(self._examples) >= self._next_fit:
+            fitted = self.fit()
+            self._next_fit = len(self._examples) + (self.config.refit_every if fitted else FIRST_FIT_RETRY)
+
     @property
     def label_store(self) -> Any:
         """The asker's label store (the human overseer relabels its stored blocks there on undo)."""
@@ -290,8 +306,11 @@ class DeferringOverseer(BaseOverseer):
 
     @label_store.setter
     def label_store(self, store: Any) -> None:
+        """Give the asker ``store``; the labels already in it (a resumed run's) are recalled (:meth:`recall`)."""
         if hasattr(self.asker, "label_store"):
             self.asker.label_store = store
+        if store is not None and len(store):
+            self.recall(store)
 
     def close(self) -> None:
         """Close the asker (a person's window)."""
