@@ -1,5 +1,7 @@
 """The deferring overseer: it asks where its Blocker ensemble is unsure, and only the answers become labels."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -202,7 +204,8 @@ def test_replaying_a_watch_all_store_estimates_the_labels_and_misses_of_deferrin
 
 def test_a_resumed_run_recalls_the_labels_it_asked_for_and_trains_on_them(tmp_path):
     """Given its run's label store back (as a resumed run does), the deferring overseer takes the stored labels
-    as asked examples and trains its ensemble on them, instead of asking everything again from scratch."""
+    as asked examples and trains its ensemble on them, instead of asking everything again from scratch; a
+    relabel in the store reaches its next fit."""
     with LabelStore.create(tmp_path / "labels", "pong", ACTIONS) as store:
         venv = make_vec_env(PONG, n_envs=8, overseer=ScriptedOverseer(), label_store=store, seed=1, preprocess=False)
         venv.reset()
@@ -215,11 +218,16 @@ def test_a_resumed_run_recalls_the_labels_it_asked_for_and_trains_on_them(tmp_pa
         fresh.label_store = empty
     assert fresh.ensemble is None and fresh.stats()["labels_kept"] == 0
     resumed = make_overseer("deferring", 0, "pong", first_fit=400, members=2, updates=500)
-    with LabelStore.open(tmp_path / "labels") as store:
+    with LabelStore.open(tmp_path / "labels", writable=True) as store:
         resumed.label_store = store
         seen, actions = store.frames(range(0, 480, 10)), store.arrays()["proposed_action"][::10].tolist()
-    assert resumed.stats()["labels_kept"] == 480 and resumed.fits == 1 and resumed.ensemble is not None
-    assert resumed.stats()["asked"] == 0, "recalled labels are not asked again"
+        assert resumed.stats()["labels_kept"] == 480 and resumed.fits == 1 and resumed.ensemble is not None
+        assert resumed.stats()["asked"] == 0, "recalled labels are not asked again"
+        first = resumed._examples.blocked[0]
+        store.relabel(0, not first, "person")  # a person's undo corrects a stored answer
+        resumed.config = replace(resumed.config, updates=20)  # a short fit: what it trains on is the point
+        resumed.fit()
+        assert resumed._examples.blocked[0] == (not first) and resumed.fits == 2, "the next fit learns the correction"
     contexts = [StepContext(game=PONG, state=GameState(np.zeros(128, np.uint8), 3, frame)) for frame in seen]
     decisions = resumed.review_batch(contexts, actions)
     assert not all(d.label for d in decisions), "on frames like those it recalled it decides some itself"

@@ -161,6 +161,7 @@ class DeferringOverseer(BaseOverseer):
         self.blocked_unasked = 0
         self._view: Any | None = None
         self._examples = _Asked()
+        self._store: Any | None = None
         self._next_fit = config.first_fit
         self._memory = np.empty((0, 0), np.float32)
         self._radius = math.inf
@@ -231,6 +232,7 @@ class DeferringOverseer(BaseOverseer):
 
         from saferl.blocker import BlockerOverseer, Split, TrainConfig, split_by_episode, train_ensemble
 
+        self._take_relabels()
         data = self._dataset()
         seed = self.seed + 100 * self.fits
         try:
@@ -247,6 +249,12 @@ class DeferringOverseer(BaseOverseer):
         self.fits += 1
         self._calibrate_novelty(data.frames, data.episodes)
         return True
+
+    def _take_relabels(self) -> None:
+        """Take the store's corrections (a person's undo relabels a stored answer) into the asked examples. With a
+        store, the examples are its labels in its order: recalled ones first, then each answer as it is stored."""
+        if self._store is not None and len(self._store) == len(self._examples):
+            self._examples.blocked = self._store.arrays()["blocked"].tolist()
 
     def _dataset(self) -> Any:
         """The asked examples as a Blocker dataset whose "episodes" are segments of episodes."""
@@ -301,14 +309,16 @@ class DeferringOverseer(BaseOverseer):
 
     @property
     def label_store(self) -> Any:
-        """The asker's label store (the human overseer relabels its stored blocks there on undo)."""
-        return getattr(self.asker, "label_store", None)
+        """The store its asked labels go to (the human overseer relabels its stored blocks there on undo)."""
+        return self._store
 
     @label_store.setter
     def label_store(self, store: Any) -> None:
-        """Give the asker ``store``; the labels already in it (a resumed run's) are recalled (:meth:`recall`)."""
+        """Give the asker ``store``; the labels already in it (a resumed run's) are recalled (:meth:`recall`), and
+        its relabels are taken at every fit."""
         if hasattr(self.asker, "label_store"):
             self.asker.label_store = store
+        self._store = store
         if store is not None and len(store):
             self.recall(store)
 
