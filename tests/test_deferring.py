@@ -1,7 +1,5 @@
 """The deferring overseer: it asks where its Blocker ensemble is unsure, and only the answers become labels."""
 
-from dataclasses import replace
-
 import numpy as np
 import pytest
 
@@ -223,11 +221,12 @@ def test_a_resumed_run_recalls_the_labels_it_asked_for_and_trains_on_them(tmp_pa
         seen, actions = store.frames(range(0, 480, 10)), store.arrays()["proposed_action"][::10].tolist()
         assert resumed.stats()["labels_kept"] == 480 and resumed.fits == 1 and resumed.ensemble is not None
         assert resumed.stats()["asked"] == 0, "recalled labels are not asked again"
-        first = resumed._examples.blocked[0]
+        contexts = [StepContext(game=PONG, state=GameState(np.zeros(128, np.uint8), 3, frame)) for frame in seen]
+        decisions = resumed.review_batch(contexts, actions)
+        assert not all(d.label for d in decisions), "on frames like those it recalled it decides some itself"
+        corrected = make_overseer("deferring", 0, "pong", first_fit=400, members=2, updates=20)  # what it trains
+        corrected.label_store = store                                                        # on is the point
+        first = corrected._examples.blocked[0]
         store.relabel(0, not first, "person")  # a person's undo corrects a stored answer
-        resumed.config = replace(resumed.config, updates=20)  # a short fit: what it trains on is the point
-        resumed.fit()
-        assert resumed._examples.blocked[0] == (not first) and resumed.fits == 2, "the next fit learns the correction"
-    contexts = [StepContext(game=PONG, state=GameState(np.zeros(128, np.uint8), 3, frame)) for frame in seen]
-    decisions = resumed.review_batch(contexts, actions)
-    assert not all(d.label for d in decisions), "on frames like those it recalled it decides some itself"
+        corrected.fit()
+        assert corrected._examples.blocked[0] == (not first) and corrected.fits == 2, "the next fit takes it"
