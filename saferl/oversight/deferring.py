@@ -196,11 +196,16 @@ class DeferringOverseer(BaseOverseer):
                                    contexts[i].step // self.config.segment)
         self.asked += len(asked)
         self.decided += len(contexts) - len(asked)
+        self._fit_when_due()
+        return decisions  # type: ignore[return-value]
+
+    def _fit_when_due(self) -> None:
+        """Train once enough new labels are in: ``refit_every`` after the last ensemble, ``FIRST_FIT_RETRY`` after
+        a first one that could not be made."""
         if len(self._examples) >= self._next_fit:
             fitted = self.fit()
             wait = self.config.refit_every if fitted or self.ensemble is not None else FIRST_FIT_RETRY
             self._next_fit = len(self._examples) + wait
-        return decisions  # type: ignore[return-value]
 
     def _judge(self, contexts: Sequence[StepContext], actions: list[int],
                inputs: np.ndarray) -> tuple[list[Decision | None], np.ndarray]:
@@ -305,9 +310,7 @@ class DeferringOverseer(BaseOverseer):
             for k, i in enumerate(rows):
                 self._examples.add(inputs[k].copy(), int(records["proposed_action"][i]), bool(records["blocked"][i]),
                                    int(records["episode"][i]), int(records["step"][i]) // self.config.segment)
-        if len(self._examples) >= self._next_fit:
-            fitted = self.fit()
-            self._next_fit = len(self._examples) + (self.config.refit_every if fitted else FIRST_FIT_RETRY)
+        self._fit_when_due()
 
     @property
     def label_store(self) -> Any:
