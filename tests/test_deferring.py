@@ -196,6 +196,8 @@ def test_replaying_a_watch_all_store_estimates_the_labels_and_misses_of_deferrin
     assert everything["asked"] == 1200 and everything["missed_blocks"] == everything["false_positives"] == 0
     bad = saferl("replay-deferring", str(tmp_path / "watch-all"), "--envs", "0", check_rc=2)
     assert "--envs" in bad.stderr and "Traceback" not in bad.stderr
+    bad = saferl("replay-deferring", str(tmp_path / "watch-all"), "--limit", "0", check_rc=2)
+    assert "--limit" in bad.stderr and "Traceback" not in bad.stderr
     bad = saferl("replay-deferring", str(tmp_path / "watch-all"), "--overseer-option", "colour=1", check_rc=2)
     assert "colour" in bad.stderr and "Traceback" not in bad.stderr
 

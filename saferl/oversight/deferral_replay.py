@@ -76,6 +76,8 @@ def replay_deferral(labels: str | os.PathLike[str], config: DeferralConfig, n_en
     """
     if n_envs < 1:
         raise SaferlError(f"--envs must be at least 1, not {n_envs}")
+    if limit is not None and limit < 1:
+        raise SaferlError(f"--limit must be at least 1 label, not {limit}")
     with LabelStore.open(labels) as store:
         game, action_names = store.game, store.action_names
         records = store.arrays()
@@ -111,8 +113,4 @@ def replay_deferral(labels: str | os.PathLike[str], config: DeferralConfig, n_en
 
 def deferral_config(options: Sequence[tuple[str, Any]]) -> DeferralConfig:
     """The :class:`DeferralConfig` of ``--overseer-option KEY=VALUE`` pairs (the asker's options do not apply)."""
-    options = {key: value for key, value in options if key not in ("asker", "asker_options")}
-    try:
-        return DeferralConfig(**options)
-    except TypeError as err:
-        raise SaferlError(f"bad --overseer-option for the deferring overseer: {err}") from None
+    return DeferralConfig.from_options({key: value for key, value in options if key not in ("asker", "asker_options")})

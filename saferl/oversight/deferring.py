@@ -86,6 +86,15 @@ class DeferralConfig:
     margin: float = 0.0
     device: str = "auto"
 
+    @classmethod
+    def from_options(cls, options: dict[str, Any]) -> DeferralConfig:
+        """The config of ``overseer_options`` (``--overseer-option``) keys; an unknown key is named in the error."""
+        try:
+            return cls(**options)
+        except TypeError as err:
+            raise SaferlError(f"bad options {options} for the deferring overseer (overseer_options, "
+                              f"--overseer-option): {err}") from None
+
     def __post_init__(self) -> None:
         if self.members < 2:
             raise SaferlError(f"the deferring overseer needs members >= 2 (overseer_options), not {self.members}")
@@ -354,9 +363,6 @@ def make_deferring_overseer(seed: int | None, game: str | None, asker: str = "sc
     if asker in ("none", "deferring") or asker.startswith(BLOCKER_PREFIX):
         raise SaferlError(f"the deferring overseer's asker (overseer_options asker) must be someone who labels, such "
                           f"as scripted or lookahead, not {asker!r}")
-    try:
-        config = DeferralConfig(**options)
-    except TypeError as err:
-        raise SaferlError(f"bad options {options} for the deferring overseer (overseer_options): {err}") from None
+    config = DeferralConfig.from_options(options)
     who = make_overseer(asker, seed=seed, game=game, **(asker_options or {}))
     return DeferringOverseer(who, game, game_action_names(get_game(game)), config, seed or 0)
