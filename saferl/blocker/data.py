@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -181,6 +181,12 @@ class BlockerData:
         return stacked.reshape(len(indices), -1, *stacked.shape[-2:])
 
 
+def decoded_inputs(store: LabelStore, preprocessing: Preprocessing) -> Iterator[np.ndarray]:
+    """The store's frames through ``preprocessing`` (uint8, N x c x h x w), decoded ``DECODE_CHUNK`` at a time."""
+    for start in range(0, len(store), DECODE_CHUNK):
+        yield preprocessing.frames(store.frames(range(start, min(start + DECODE_CHUNK, len(store)))))
+
+
 def load_labels(paths: Sequence[str | os.PathLike[str]], game: str | None = None,
                 preprocessing: Preprocessing | None = None) -> BlockerData:
     """The labels of the stores at ``paths`` as a :class:`BlockerData`.
@@ -206,8 +212,7 @@ def load_labels(paths: Sequence[str | os.PathLike[str]], game: str | None = None
             if not len(store):
                 raise SaferlError(f"{store.file} holds no labels: record some with saferl oversee --out {path}")
             a = store.arrays()
-            parts["frames"] += [preprocessing.frames(store.frames(range(i, min(i + DECODE_CHUNK, len(store)))))
-                                for i in range(0, len(store), DECODE_CHUNK)]
+            parts["frames"] += list(decoded_inputs(store, preprocessing))
             parts["actions"].append(a["proposed_action"])
             parts["blocked"].append(a["blocked"])
             parts["catastrophe"].append(a["catastrophe"])

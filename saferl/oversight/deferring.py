@@ -42,7 +42,6 @@ POOL = 4  # the novelty sketch averages 4x4 pixel blocks of the Blocker's input
 NOVELTY_QUANTILE = 0.99
 NOVELTY_PROBES = 512  # labelled frames whose nearest neighbour calibrates the novelty radius
 REASONS = ("disagreement", "near_threshold", "novel")
-RECALL_CHUNK = 512  # stored frames decoded at a time when a resumed run recalls its labels
 FIRST_FIT_RETRY = 100  # labels before trying again when the first ensemble could not be made (blocks in too
 # few segments): waiting ``refit_every`` asked every decision of up to 800 more labels (Space Invaders, measured)
 
@@ -312,13 +311,13 @@ class DeferringOverseer(BaseOverseer):
     def recall(self, store: Any) -> None:
         """Take the labels already in ``store`` (a resumed run's: the decisions it asked about) as asked examples,
         and train an ensemble on them when they are enough: the resumed run goes on asking where it left off."""
+        from saferl.blocker.data import decoded_inputs
+
         records = store.arrays()
-        for start in range(0, len(store), RECALL_CHUNK):
-            rows = range(start, min(len(store), start + RECALL_CHUNK))
-            inputs = self.preprocessing.frames(store.frames(rows))
-            for k, i in enumerate(rows):
-                self._examples.add(inputs[k].copy(), int(records["proposed_action"][i]), bool(records["blocked"][i]),
-                                   int(records["episode"][i]), int(records["step"][i]) // self.config.segment)
+        frames = (frame for chunk in decoded_inputs(store, self.preprocessing) for frame in chunk)
+        for i, frame in enumerate(frames):
+            self._examples.add(frame.copy(), int(records["proposed_action"][i]), bool(records["blocked"][i]),
+                               int(records["episode"][i]), int(records["step"][i]) // self.config.segment)
         self._fit_when_due()
 
     @property
