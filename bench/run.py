@@ -12,8 +12,9 @@ benchmark's figures under its prefix (``env_speed.*``, ...) and the headline fig
 AsyncVectorEnv + AtariWrapper with none; target >= 1.3), ``oversight_vec_vs_cpp`` (the same over the
 bare C++ AtariVectorEnv), ``oversight_vec_vs_async_by_cpu`` (the first from CPU time per step),
 ``blocker_training_fps_ratio`` (Blocker-overseen training fps over
-unoverseen, the lower of DQN and PPO; target >= 0.9) and ``blocker_training_cpu_ratio`` (the same
-from CPU time per step, which the load of a busy machine moves less).
+unoverseen, the lower of DQN and PPO; target >= 0.9), ``blocker_training_cpu_ratio`` (the same
+from CPU time per step, which the load of a busy machine moves less) and ``blocker_acting_fps_ratio``
+(the same counting only the time spent acting, not updating: what a learner with free updates would see).
 
     python bench/run.py [--game pong] [--scale 1.0] [--blocker DIR] [--json]
 """
@@ -53,12 +54,13 @@ def run(game: str = "pong", scale: float = 1.0, rounds: int = 3, blocker: str | 
     result["oversight_vec_vs_async_by_cpu"] = parts["env_speed"]["oversight_vec_vs_async_by_cpu"]
     result["blocker_training_fps_ratio"] = parts["training_fps"]["blocker_training_fps_ratio"]
     result["blocker_training_cpu_ratio"] = parts["training_fps"]["blocker_training_cpu_ratio"]
+    result["blocker_acting_fps_ratio"] = parts["training_fps"]["blocker_acting_fps_ratio"]
     result["seconds"] = round(time.perf_counter() - start, 1)
     print(f"== oversight on, 8 envs: x{result['oversight_vec_vs_async']} of AsyncVectorEnv+AtariWrapper (target >= 1.3), "
           f"x{result['oversight_vec_vs_async_by_cpu']} by CPU per step, x{result['oversight_vec_vs_cpp']} of the C++ "
           f"AtariVectorEnv; Blocker-overseen training: "
           f"x{result['blocker_training_fps_ratio']} of unoverseen fps (target >= 0.9), x{result['blocker_training_cpu_ratio']} "
-          f"by CPU per step; {result['seconds']:.0f} s")
+          f"by CPU per step, x{result['blocker_acting_fps_ratio']} acting only; {result['seconds']:.0f} s")
     return result
 
 

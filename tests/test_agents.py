@@ -23,7 +23,7 @@ TINY = {
 def test_agent_learns_under_oversight_and_hands_over_without_reset(name, tmp_path):
     torch.set_num_threads(1)
     human = OversightSpec("scripted", "replace", -1.0, str(tmp_path / "labels"))
-    agent = make_agent(name, PONG, 600, human, seed=0, hyperparams=TINY[name], with_frame=True)
+    agent = make_agent(name, PONG, 1500, human, seed=0, hyperparams=TINY[name], with_frame=True)
     before = [p.detach().clone() for p in agent.model.policy.parameters()]
     agent.learn_until(300)
     totals = dict(agent.counters.totals)
@@ -32,14 +32,29 @@ def test_agent_learns_under_oversight_and_hands_over_without_reset(name, tmp_pat
     assert totals["blocks"] > 0 and totals["catastrophes"] == 0, "the scripted rule blocks every catastrophe"
     assert totals["labels"] == totals["steps"]
     agent.set_oversight(OversightSpec("none", "observe"))
-    agent.learn_until(600)
-    assert agent.counters.totals["steps"] == agent.num_timesteps >= 600
+    agent.learn_until(1500)
+    assert agent.counters.totals["steps"] == agent.num_timesteps >= 1500
     assert agent.counters.totals["labels"] == totals["labels"], "no labels once the human stops"
     assert agent.counters.totals["catastrophes"] > 0, "nobody blocks: a learning Pong agent meets the bottom"
     changed = [not torch.equal(a, b) for a, b in zip(before, agent.model.policy.parameters())]
     assert any(changed), "the agent learned"
     with LabelStore.open(tmp_path / "labels") as store:
         assert len(store) == totals["labels"]
+    agent.close()
+
+
+@pytest.mark.parametrize("name", ["a2c", "ppo"])
+def test_on_policy_agents_train_on_every_rollout_across_stops_with_schedules_over_the_run(name):
+    """SB3 drops a rollout that a callback cuts short untrained: a stop (checkpoint, hand-over) must not cost one."""
+    torch.set_num_threads(1)
+    agent = make_agent(name, PONG, 1000, OversightSpec("none", "observe"), seed=0, hyperparams=TINY[name])
+    rollout = agent.model.n_steps * agent.model.n_envs
+    for stop in (rollout, 2 * rollout, 2 * rollout + 1):
+        agent.learn_until(stop)
+        assert agent.num_timesteps == -(-stop // rollout) * rollout, "on to the end of the rollout, no further"
+    rollouts = agent.num_timesteps // rollout
+    assert agent.model._n_updates == rollouts * getattr(agent.model, "n_epochs", 1), "every rollout was trained on"
+    assert agent.model._current_progress_remaining == pytest.approx(1 - agent.num_timesteps / 1000)
     agent.close()
 
 

@@ -8,10 +8,13 @@ would; both are shared across pytest-xdist workers through a file lock.
 import json
 import pickletools
 import shutil
+import threading
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from filelock import FileLock
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -364,8 +367,49 @@ def test_the_overseer_stacks_frames_exactly_as_the_dataset_does(tmp_path):
             venv.step(np.array([3, 2]))
         venv.close()
     data = load_labels([tmp_path / "run"], preprocessing=preprocessing)
-    assert np.array_equal(np.concatenate(seen), data.inputs(np.arange(len(data))))
-    assert not np.array_equal(seen[-1][0, 0], seen[-1][0, 2])  # the stack holds different frames
+    reviewed = seen[:20]  # with one torch thread the batch after the last step is scored ahead too
+    assert np.array_equal(np.concatenate(reviewed), data.inputs(np.arange(len(data))))
+    assert not np.array_equal(reviewed[-1][0, 0], reviewed[-1][0, 2])  # the stack holds different frames
+
+
+def test_the_blocker_scores_each_batch_ahead_on_a_thread_with_the_decisions_of_a_fresh_review(trained):
+    """VecOversight hands the next contexts to the Blocker as they arrive, so their scoring runs while the agent
+    chooses; the review then only waits for it. Its decisions equal a review from scratch, and with stacked
+    frames a prefetch that is not used (contexts not the reviewed ones) adds no frame to the stack."""
+    torch.set_num_threads(1)  # prefetching is for one torch thread (the experiments' default)
+    folder, _ = trained
+    blocker = load_blocker(folder, game="pong")
+    ahead, fresh = BlockerOverseer(blocker), BlockerOverseer(blocker)
+    scored_on = []
+    score = ahead._score
+    ahead._score = lambda contexts: scored_on.append(threading.current_thread().name) or score(contexts)
+    venv = make_vec_env(PONG, n_envs=3, overseer=ahead, seed=4, preprocess=False)
+    venv.reset()
+    rng = np.random.default_rng(4)
+    blocks = 0
+    for _ in range(120):
+        actions = rng.integers(6, size=3)
+        expected = fresh.review_batch(venv.contexts, actions.tolist())
+        _, _, _, infos = venv.step(actions)
+        assert [info["blocked"] for info in infos] == [d.block for d in expected]
+        assert [info["score"] for info in infos] == [d.score for d in expected]
+        blocks += sum(d.block for d in expected)
+    venv.close()
+    assert blocks > 0 and ahead.batches == 120
+    assert len(scored_on) == 121 and all(name.startswith("blocker-prefetch") for name in scored_on), \
+        "every batch was scored ahead, on the thread (the last one after the final step)"
+
+    stacked = new_blocker("pong", ACTIONS, default_preprocessing("pong", color="gray", stack=3), seed=0)
+    unused, plain = BlockerOverseer(stacked), BlockerOverseer(stacked)
+    venv = make_vec_env(PONG, n_envs=2, overseer=None, seed=5, preprocess=False, with_frame=True)
+    venv.reset()
+    for _ in range(12):
+        contexts = venv.contexts
+        unused.prefetch(contexts)
+        copies = [replace(context) for context in contexts]  # equal, but not the prefetched objects
+        assert unused.review_batch(copies, [2, 3]) == plain.review_batch(contexts, [2, 3])
+        venv.step(np.array([2, 3]))
+    venv.close()
 
 
 class FixedScores:

@@ -55,7 +55,8 @@ class Agent(Protocol):
         """What the current overseer tells of its work (the deferring overseer: why it asked), or {}."""
 
     def learn_until(self, step: int, on_episode: Callable[[dict[str, Any]], None] | None = None) -> None:
-        """Learn until :attr:`num_timesteps` reaches ``step``; ``on_episode`` gets each finished episode's row."""
+        """Learn until :attr:`num_timesteps` reaches ``step`` (agents that train on whole rollouts may go on to
+        the rollout's end); ``on_episode`` gets each finished episode's row."""
 
     def save(self, folder: Path) -> None:
         """Save what resuming needs (weights, optimizer, replay buffer) to ``folder``, without pickle."""

@@ -1,9 +1,11 @@
 """stable-baselines3's DQN, A2C and PPO as saferl agents: one overseen vectorized env for the whole run.
 
 The env stays the same across phases; :meth:`SB3Agent.set_oversight` only hands its oversight to another
-overseer, so open episodes, the replay buffer and the exploration schedule go on. Each phase is a
-``learn`` call over the rest of the run that a callback stops at the phase's end, so schedules
-(exploration, learning-rate decay) span the whole run, not one phase.
+overseer, so open episodes, the replay buffer and the exploration schedule go on. Schedules
+(exploration, learning-rate decay) span the whole run, not one ``learn`` call: DQN learns over the
+rest of the run and a callback stops it at the phase's end; A2C and PPO train on whole rollouts only
+(SB3 drops a rollout that a callback cuts short untrained), so they learn to the end of the rollout
+that reaches the stop, and their progress is measured against the run's length.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from stable_baselines3 import A2C, DQN, PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.vec_env import VecFrameStack
 
 from saferl.agents.base import OversightSpec
@@ -66,7 +69,7 @@ def sb3_kwargs(params: dict[str, Any]) -> dict[str, Any]:
 class _Drive(BaseCallback):
     """Stops ``learn`` at a step, forwards finished episodes, reports progress, logs ``safety/*``."""
 
-    def __init__(self, agent: SB3Agent, stop_at: int, on_episode: Callable[[dict[str, Any]], None] | None,
+    def __init__(self, agent: SB3Agent, stop_at: int | None, on_episode: Callable[[dict[str, Any]], None] | None,
                  on_progress: Callable[[int], None] | None) -> None:
         super().__init__()
         self.agent, self.stop_at, self.on_episode, self.on_progress = agent, stop_at, on_episode, on_progress
@@ -84,7 +87,7 @@ class _Drive(BaseCallback):
             self.logger.record(f"safety/{key}", value)
         if self.on_progress is not None:
             self.on_progress(self.num_timesteps)
-        return self.num_timesteps < self.stop_at
+        return self.stop_at is None or self.num_timesteps < self.stop_at
 
 
 class SB3Agent:
@@ -117,6 +120,12 @@ class SB3Agent:
                                            device=resolve_device(device),
                                            tensorboard_log=str(log_dir) if log_dir is not None else None,
                                            **sb3_kwargs(hyperparams))
+        if isinstance(self.model, OnPolicyAlgorithm):  # learn's total is the next stop: progress is the run's
+            self.model._update_current_progress_remaining = self._run_progress
+
+    def _run_progress(self, num_timesteps: int, total_timesteps: int) -> None:
+        """SB3's progress remaining (what schedules read), over the whole run rather than one ``learn`` call."""
+        self.model._current_progress_remaining = max(0.0, 1.0 - num_timesteps / max(self.total_steps, 1))
 
     @property
     def num_timesteps(self) -> int:
@@ -158,8 +167,12 @@ class SB3Agent:
                     on_progress: Callable[[int], None] | None = None) -> None:
         if step <= self.num_timesteps:
             return
-        remaining = max(self.total_steps, step) - self.num_timesteps
-        self.model.learn(remaining, callback=_Drive(self, step, on_episode, on_progress), reset_num_timesteps=False,
+        if isinstance(self.model, OnPolicyAlgorithm):  # on to the end of the rollout that reaches ``step``
+            rollout = self.model.n_steps * self.model.n_envs
+            remaining, stop_at = -(-(step - self.num_timesteps) // rollout) * rollout, None
+        else:
+            remaining, stop_at = max(self.total_steps, step) - self.num_timesteps, step
+        self.model.learn(remaining, callback=_Drive(self, stop_at, on_episode, on_progress), reset_num_timesteps=False,
                          tb_log_name=self.algorithm)
 
     def save(self, folder: Path) -> None:

@@ -61,19 +61,20 @@ class Preprocessing:
         """Input channels: channels per frame times ``stack``."""
         return (3 if self.color == "rgb" else 1) * self.stack
 
-    def frames(self, rgb: np.ndarray) -> np.ndarray:
-        """Crop, resize and convert RGB frames (N x H x W x 3 uint8) to N x c x h x w uint8 (one frame each).
+    def frames(self, rgb: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
+        """Crop, resize and convert RGB frames (N x H x W x 3 uint8, or a list of H x W x 3: no stacking copy)
+        to N x c x h x w uint8 (one frame each).
 
         The result is a view of channels-last memory (N x h x w x c): :func:`to_float` makes it torch's
         channels-last layout without a copy (3.4x faster than from N x c x h x w for 8 Pong frames, measured).
         """
         top, bottom, left, right = self.crop
-        if rgb.ndim != 4 or rgb.shape[3] != 3 or rgb.shape[1] < bottom or rgb.shape[2] < right:
-            raise SaferlError(f"frames of shape {rgb.shape[1:]} do not hold the crop {self.crop}: "
-                              "this preprocessing is for another frame size")
         height, width = self.size
         out = np.empty((len(rgb), height, width, 3 if self.color == "rgb" else 1), np.uint8)
         for k, frame in enumerate(rgb):
+            if frame.ndim != 3 or frame.shape[2] != 3 or frame.shape[0] < bottom or frame.shape[1] < right:
+                raise SaferlError(f"frames of shape {frame.shape} do not hold the crop {self.crop}: "
+                                  "this preprocessing is for another frame size")
             image = frame[top:bottom, left:right]
             if image.shape[:2] != (height, width):
                 image = cv2.resize(image, (width, height), interpolation=INTERPOLATIONS[self.interpolation])

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections import deque
-from typing import Protocol, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, Protocol, Sequence
 
 import numpy as np
+import torch
 
 from saferl.blocker.data import Preprocessing
 from saferl.blocker.model import sigmoid
@@ -35,6 +37,10 @@ class BlockerOverseer(BaseOverseer):
     of the proposed action. With stacked-frame preprocessing the overseer keeps each env's recent
     frames, restarting them when the env starts a new episode.
 
+    The scores do not depend on the proposed actions, so :meth:`prefetch` starts on the next batch's
+    frames as soon as they arrive, on a background thread, while the agent chooses its actions (the
+    env workers' core is idle then): the review itself then only waits for the result.
+
     :param blocker: a trained Blocker (or an ensemble of them).
     """
 
@@ -44,7 +50,40 @@ class BlockerOverseer(BaseOverseer):
     def __init__(self, blocker: Scorer) -> None:
         self.blocker = blocker
         self.batches = 0
-        self._history: dict[int, tuple[int, deque[np.ndarray]]] = {}
+        self._history: dict[int, tuple[int, int, deque[np.ndarray]]] = {}
+        self._thread: ThreadPoolExecutor | None = None
+        self._ahead: tuple[list[StepContext], Future[np.ndarray]] | None = None
+
+    def __getstate__(self) -> dict[str, Any]:  # a thread does not pickle (A3C workers, sweeps)
+        self._take_ahead([])
+        return {**self.__dict__, "_thread": None}
+
+    def prefetch(self, contexts: Sequence[StepContext]) -> None:
+        """Start scoring every action in ``contexts`` on a background thread; the next :meth:`review_batch`
+        on the same contexts uses the result. Only while torch runs on one CPU thread (the experiments'
+        default): with more, the scoring would change torch's thread count under the agent's feet
+        (see ``saferl.blocker.model._one_thread_if``)."""
+        self._take_ahead([])
+        if not contexts or torch.get_num_threads() > 1:
+            return
+        if self._thread is None:
+            self._thread = ThreadPoolExecutor(1, thread_name_prefix="blocker-prefetch")
+        batch = list(contexts)
+        self._ahead = batch, self._thread.submit(self._score, batch)
+
+    def _take_ahead(self, contexts: Sequence[StepContext]) -> np.ndarray | None:
+        """The prefetched scores if they were for ``contexts`` (the same objects), waiting for them; else None."""
+        if self._ahead is None:
+            return None
+        batch, future = self._ahead
+        self._ahead = None
+        logits = future.result()
+        same = len(batch) == len(contexts) and all(a is b for a, b in zip(batch, contexts))
+        return logits if same else None
+
+    def _score(self, contexts: Sequence[StepContext]) -> np.ndarray:
+        """Block logits of every action in each context (B x n_actions), in one forward pass."""
+        return self.blocker.action_logits(self.inputs(contexts))
 
     def review(self, context: StepContext, action: int) -> Decision:
         return self.review_batch([context], [action])[0]
@@ -55,18 +94,18 @@ class BlockerOverseer(BaseOverseer):
         if any(frame is None for frame in frames):
             raise RuntimeError("BlockerOverseer needs frames: build the env with with_frame=True (make_vec_env does "
                                "when the overseer requires 'frame')")
-        processed = self.blocker.preprocessing.frames(np.stack(frames))
+        processed = self.blocker.preprocessing.frames(frames)
         stack = self.blocker.preprocessing.stack
         if stack == 1:
             return processed
         inputs = []
         for context, frame in zip(contexts, processed):
-            episode, recent = self._history.get(context.env_index, (None, None))
+            episode, step, recent = self._history.get(context.env_index, (None, None, None))
             if episode != context.episode or recent is None:
                 recent = deque([frame] * stack, maxlen=stack)
-                self._history[context.env_index] = (context.episode, recent)
-            else:
+            elif step != context.step:  # a context seen before (a prefetch not used) adds no frame again
                 recent.append(frame)
+            self._history[context.env_index] = (context.episode, context.step, recent)
             inputs.append(np.concatenate(recent))
         return np.stack(inputs)
 
@@ -77,7 +116,9 @@ class BlockerOverseer(BaseOverseer):
         if game.name != self.blocker.game:
             raise SaferlError(f"this Blocker was trained for {self.blocker.game!r}, not {game.name!r}: "
                               f"train one for {game.name} (saferl train-blocker LABELS... --game {game.name})")
-        logits = self.blocker.action_logits(self.inputs(contexts))  # one forward pass: B x n_actions
+        logits = self._take_ahead(contexts)
+        if logits is None:
+            logits = self._score(contexts)
         self.batches += 1
         return self.decide(contexts, actions, logits)
 

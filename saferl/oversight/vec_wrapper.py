@@ -74,6 +74,13 @@ class VecOversight(VecEnvWrapper):
                                          overseer_name=overseer.name if overseer else "none")
         self.intervention.counters = counters
         self.overseer = overseer
+        self._prefetch()
+
+    def _prefetch(self) -> None:
+        """Tell the overseer which contexts it reviews next, if it can start on them early (the Blocker can)."""
+        prefetch = getattr(self.overseer, "prefetch", None)
+        if prefetch is not None and self._contexts:
+            prefetch(self._contexts)
 
     @property
     def counters(self) -> SafetyCounters:
@@ -103,6 +110,7 @@ class VecOversight(VecEnvWrapper):
         obs = self.venv.reset()
         self._contexts = [self._new_episode(i, info) for i, info in enumerate(self.venv.reset_infos)]
         self._returns[:] = 0.0
+        self._prefetch()
         return obs
 
     def step_async(self, actions: np.ndarray) -> None:
@@ -152,4 +160,5 @@ class VecOversight(VecEnvWrapper):
             else:
                 step = context.step + int(executed >= 0)
                 self._contexts[i] = replace(context, state=infos[i]["game_state"], step=step)
+        self._prefetch()
         return obs, rewards, dones, infos
