@@ -77,9 +77,13 @@ class VecOversight(VecEnvWrapper):
         self._prefetch()
 
     def _prefetch(self) -> None:
-        """Tell the overseer which contexts it reviews next, if it can start on them early (the Blocker can)."""
+        """Tell the overseer which contexts it reviews next, if it can start on them early (the Blocker can).
+
+        Only when the envs step in other processes, whose cores are idle while the agent chooses: with
+        in-process envs the background thread slowed DQN on 1 env (45.7 against 57.2 fps side by side),
+        while on SharedMemoryVecEnv it sped up DQN on 4 envs (185.6 against 168.9) and PPO on 8."""
         prefetch = getattr(self.overseer, "prefetch", None)
-        if prefetch is not None and self._contexts:
+        if prefetch is not None and self._contexts and not isinstance(self.venv, DummyVecEnv):
             prefetch(self._contexts)
 
     @property
