@@ -65,7 +65,7 @@ def test_shared_envs_step_as_the_in_process_ones(game, sticky):
                 assert a["lives"] == b["lives"] and a["episode_frame_number"] == b["episode_frame_number"]
                 assert_same_state(a["game_state"], b["game_state"])
                 if dones[i]:
-                    assert a["terminal_observation"].shape == b["terminal_observation"].shape
+                    assert np.array_equal(a["terminal_observation"], b["terminal_observation"]), "the last frame"
                     assert_same_state(shared.reset_infos[i]["game_state"], dummy.reset_infos[i]["game_state"])
             ends += int(dones.sum())
             catastrophes += sum(info["catastrophe"] for info in infos)
