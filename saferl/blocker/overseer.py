@@ -50,9 +50,9 @@ class BlockerOverseer(BaseOverseer):
     def __init__(self, blocker: Scorer) -> None:
         self.blocker = blocker
         self.batches = 0
-        self._history: dict[int, tuple[int, int, deque[np.ndarray]]] = {}
+        self._history: dict[int, tuple[int, deque[np.ndarray]]] = {}
         self._thread: ThreadPoolExecutor | None = None
-        self._ahead: tuple[list[StepContext], Future[np.ndarray]] | None = None
+        self._ahead: tuple[list[StepContext], Future[tuple[np.ndarray, dict[int, Any]]]] | None = None
 
     def __getstate__(self) -> dict[str, Any]:  # a thread does not pickle (A3C workers, sweeps)
         self._take_ahead([])
@@ -72,24 +72,36 @@ class BlockerOverseer(BaseOverseer):
         self._ahead = batch, self._thread.submit(self._score, batch)
 
     def _take_ahead(self, contexts: Sequence[StepContext]) -> np.ndarray | None:
-        """The prefetched scores if they were for ``contexts`` (the same objects), waiting for them; else None."""
+        """The prefetched scores if they were for ``contexts`` (the same objects), waiting for them, with their
+        frames kept in the stacks; else None (and the stacks stay as they were)."""
         if self._ahead is None:
             return None
         batch, future = self._ahead
         self._ahead = None
-        logits = future.result()
-        same = len(batch) == len(contexts) and all(a is b for a, b in zip(batch, contexts))
-        return logits if same else None
+        logits, history = future.result()
+        if len(batch) != len(contexts) or any(a is not b for a, b in zip(batch, contexts)):
+            return None
+        self._history.update(history)
+        return logits
 
-    def _score(self, contexts: Sequence[StepContext]) -> np.ndarray:
-        """Block logits of every action in each context (B x n_actions), in one forward pass."""
-        return self.blocker.action_logits(self.inputs(contexts))
+    def _score(self, contexts: Sequence[StepContext]) -> tuple[np.ndarray, dict[int, Any]]:
+        """Block logits of every action in each context (B x n_actions), in one forward pass, and the
+        stacks they leave (see :meth:`_inputs`)."""
+        inputs, history = self._inputs(contexts)
+        return self.blocker.action_logits(inputs), history
 
     def review(self, context: StepContext, action: int) -> Decision:
         return self.review_batch([context], [action])[0]
 
     def inputs(self, contexts: Sequence[StepContext]) -> np.ndarray:
         """The uint8 Blocker inputs of the contexts' frames (with each env's earlier frames when stacking)."""
+        inputs, history = self._inputs(contexts)
+        self._history.update(history)
+        return inputs
+
+    def _inputs(self, contexts: Sequence[StepContext]) -> tuple[np.ndarray, dict[int, Any]]:
+        """The inputs, and each env's stack with the new frame, to be kept once the review uses them (a
+        prefetch that goes unused must not add its frames)."""
         frames = [context.state.frame for context in contexts]
         if any(frame is None for frame in frames):
             raise RuntimeError("BlockerOverseer needs frames: build the env with with_frame=True (make_vec_env does "
@@ -97,17 +109,18 @@ class BlockerOverseer(BaseOverseer):
         processed = self.blocker.preprocessing.frames(frames)
         stack = self.blocker.preprocessing.stack
         if stack == 1:
-            return processed
-        inputs = []
+            return processed, {}
+        inputs, history = [], {}
         for context, frame in zip(contexts, processed):
-            episode, step, recent = self._history.get(context.env_index, (None, None, None))
+            episode, recent = self._history.get(context.env_index, (None, None))
             if episode != context.episode or recent is None:
                 recent = deque([frame] * stack, maxlen=stack)
-            elif step != context.step:  # a context seen before (a prefetch not used) adds no frame again
+            else:
+                recent = deque(recent, maxlen=stack)
                 recent.append(frame)
-            self._history[context.env_index] = (context.episode, context.step, recent)
+            history[context.env_index] = (context.episode, recent)
             inputs.append(np.concatenate(recent))
-        return np.stack(inputs)
+        return np.stack(inputs), history
 
     def review_batch(self, contexts: Sequence[StepContext], actions: Sequence[int]) -> list[Decision]:
         if not contexts:
@@ -118,7 +131,8 @@ class BlockerOverseer(BaseOverseer):
                               f"train one for {game.name} (saferl train-blocker LABELS... --game {game.name})")
         logits = self._take_ahead(contexts)
         if logits is None:
-            logits = self._score(contexts)
+            logits, history = self._score(contexts)
+            self._history.update(history)
         self.batches += 1
         return self.decide(contexts, actions, logits)
 

@@ -188,7 +188,7 @@ class DeferringOverseer(BaseOverseer):
         if any(context.state.frame is None for context in contexts):
             raise RuntimeError("the deferring overseer needs frames: build the envs with with_frame=True")
         actions = [int(a) for a in actions]
-        inputs = self.preprocessing.frames(np.stack([context.state.frame for context in contexts]))
+        inputs = self.preprocessing.frames([context.state.frame for context in contexts])
         if self.ensemble is None:
             decisions: list[Decision | None] = [None] * len(contexts)
             ask = np.ones(len(contexts), bool)
