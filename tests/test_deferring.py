@@ -90,6 +90,23 @@ def test_it_asks_near_the_threshold_and_in_novel_states():
     assert far.stats()["asked_novel"] == 1
 
 
+def test_on_probation_after_a_retraining_it_asks_the_passes_the_previous_ensemble_would_have_blocked():
+    """A refit can forget what the last ensemble knew: for ``probation`` decisions a pass of the new ensemble
+    that the previous one would have blocked goes to the asker; then the previous ensemble is let go."""
+    overseer, asker = deferring_with([[-6.0] * 6, [-6.0] * 6], band=1.0, probation=4)
+    overseer._previous = Members([[6.0, -6.0, -6.0, -6.0, -6.0, -6.0]] * 2)  # it blocked NOOP firmly
+    overseer._probation_left = 4
+    decisions = overseer.review_batch([context(step=k) for k in range(3)], [0, 1, 0])
+    assert asker.asked == [0, 0] and [d.label for d in decisions] == [True, False, True]
+    assert overseer.stats()["asked_regression"] == 2
+    overseer.review_batch([context(step=k) for k in range(3, 6)], [0, 0, 0])  # the 4th decision is still on probation
+    assert len(asker.asked) == 5
+    later = overseer.review_batch([context(step=k) for k in range(6, 9)], [0, 0, 0])
+    assert len(asker.asked) == 5 and not any(d.label for d in later) and overseer._previous is None
+    with pytest.raises(SaferlError, match="probation"):
+        DeferralConfig(probation=-1)
+
+
 def test_the_novelty_radius_is_measured_against_other_stretches_of_play():
     """Frames of one segment are near copies: the radius is the distance to the nearest labelled frame of
     another segment, so a frame like the labelled ones in between is not novel, one beyond them is."""
@@ -226,9 +243,12 @@ def test_a_resumed_run_recalls_the_labels_it_asked_for_and_trains_on_them(tmp_pa
         contexts = [StepContext(game=PONG, state=GameState(np.zeros(128, np.uint8), 3, frame)) for frame in seen]
         decisions = resumed.review_batch(contexts, actions)
         assert not all(d.label for d in decisions), "on frames like those it recalled it decides some itself"
-        corrected = make_overseer("deferring", 0, "pong", first_fit=400, members=2, updates=20)  # what it trains
-        corrected.label_store = store                                                        # on is the point
-        first = corrected._examples.blocked[0]
+        corrected = make_overseer("deferring", 0, "pong", first_fit=400, members=2, updates=20,  # what it trains
+                                  probation=100)                                               # on is the point
+        corrected.label_store = store
+        first, ensemble = corrected._examples.blocked[0], corrected.ensemble
+        assert corrected._previous is None, "no probation after the first ensemble: nothing came before it"
         store.relabel(0, not first, "person")  # a person's undo corrects a stored answer
         corrected.fit()
         assert corrected._examples.blocked[0] == (not first) and corrected.fits == 2, "the next fit takes it"
+        assert corrected._previous is ensemble and corrected._probation_left == 100, "the new one is on probation"

@@ -10,7 +10,9 @@ decides, unless one of these says it should not:
 - *near the threshold*: the mean logit lies within ``band`` logits of the zero-false-negative threshold;
 - *novel*: the frame is farther from every frame the asker labelled than ``novelty`` times the
   distance within which 99% of those labelled frames have a neighbour from another stretch of play
-  (a coarse 4x4-pooled sketch).
+  (a coarse 4x4-pooled sketch);
+- *regression*: for ``probation`` decisions after each retraining, the new ensemble would let the
+  action pass where the one before it would have blocked (a refit can forget what the last one knew).
 
 With ``ask_blocks`` below 1, only that share (at random) of the unsure decisions on which the ensemble
 would block are asked; it blocks the others itself. Every unsure pass is asked.
@@ -41,7 +43,7 @@ from saferl.oversight.decision import BaseOverseer, Decision, Overseer, StepCont
 POOL = 4  # the novelty sketch averages 4x4 pixel blocks of the Blocker's input
 NOVELTY_QUANTILE = 0.99
 NOVELTY_PROBES = 512  # labelled frames whose nearest neighbour calibrates the novelty radius
-REASONS = ("disagreement", "near_threshold", "novel")
+REASONS = ("disagreement", "near_threshold", "novel", "regression")
 FIRST_FIT_RETRY = 100  # labels before trying again when the first ensemble could not be made (blocks in too
 # few segments): waiting ``refit_every`` asked every decision of up to 800 more labels (Space Invaders, measured)
 
@@ -59,6 +61,9 @@ class DeferralConfig:
         1 fewer labels go to states the ensemble already keeps the agent out of). Measured at 0.25 (Road Runner,
         Space Invaders): 30% fewer labels, but the ensemble's replacement actions ran into catastrophes a person's
         would have avoided, and its many unasked blocks taught a Space Invaders agent to score nothing.
+    :param probation: decisions after each retraining in which the previous ensemble is consulted too, and a pass
+        it would have blocked is asked (0: never). The catastrophes that deferring runs let through while the
+        person was on duty came soon after a retraining (Space Invaders, Road Runner, measured).
     :param novelty_memory: at most this many labelled frames (a random sample) are compared against.
     :param first_fit: labels before the first ensemble is trained (every decision is asked until then; when
         the labels cannot make one yet, it tries again every 100 labels).
@@ -77,6 +82,7 @@ class DeferralConfig:
     band: float = 1.0
     novelty: float = 1.0
     ask_blocks: float = 1.0
+    probation: int = 0
     novelty_memory: int = 4096
     first_fit: int = 400
     refit_every: int = 400
@@ -100,6 +106,8 @@ class DeferralConfig:
         for name in ("disagreement", "band", "novelty", "margin"):
             if not math.isfinite(getattr(self, name)) or getattr(self, name) < 0:
                 raise SaferlError(f"overseer_options {name} must be a finite number >= 0, not {getattr(self, name)}")
+        if self.probation < 0:
+            raise SaferlError(f"overseer_options probation must be a number of decisions >= 0, not {self.probation}")
         if not 0 <= self.ask_blocks <= 1:
             raise SaferlError(f"overseer_options ask_blocks must be a share in [0, 1], not {self.ask_blocks}")
         for name in ("novelty_memory", "first_fit", "refit_every", "updates", "segment"):
@@ -170,6 +178,8 @@ class DeferringOverseer(BaseOverseer):
         self.reasons = dict.fromkeys(REASONS, 0)
         self.blocked_unasked = 0
         self._view: Any | None = None
+        self._previous: Any | None = None  # the ensemble before the last retraining, while on probation
+        self._probation_left = 0
         self._examples = _Asked()
         self._store: Any | None = None
         self._next_fit = config.first_fit
@@ -229,6 +239,7 @@ class DeferringOverseer(BaseOverseer):
             "disagreement": sigmoid(chosen).std(axis=0) > self.config.disagreement,
             "near_threshold": np.abs(chosen.mean(axis=0) - self.ensemble.threshold_logit) < self.config.band,
             "novel": self._novel(inputs),
+            "regression": self._regressions(inputs, actions, chosen.mean(axis=0) < self.ensemble.threshold_logit),
         }
         unsure = np.logical_or.reduce(list(why.values()))
         for reason, flags in why.items():
@@ -239,6 +250,15 @@ class DeferringOverseer(BaseOverseer):
             self.blocked_unasked += int(unasked.sum())
             unsure &= ~unasked
         return list(own), unsure
+
+    def _regressions(self, inputs: np.ndarray, actions: list[int], passes: np.ndarray) -> np.ndarray:
+        """Which of the new ensemble's passes the previous one would have blocked, while on probation."""
+        if self._previous is None or self._probation_left <= 0:
+            self._previous = None  # probation over: let it go
+            return np.zeros(len(actions), bool)
+        self._probation_left -= len(actions)
+        logits = self._previous.member_logits(inputs, None).mean(axis=0)[np.arange(len(actions)), actions]
+        return passes & (logits >= self._previous.threshold_logit)
 
     def fit(self) -> bool:
         """Train the ensemble on the asked examples (keeping the previous one when they cannot make one yet:
@@ -260,6 +280,8 @@ class DeferringOverseer(BaseOverseer):
                                           config=config, margin=self.config.margin)
         except SaferlError:
             return False
+        if self.config.probation and self.ensemble is not None:
+            self._previous, self._probation_left = self.ensemble, self.config.probation
         self.ensemble, self._view = ensemble, BlockerOverseer(ensemble)
         self.fits += 1
         self._calibrate_novelty(data.frames, data.episodes)
