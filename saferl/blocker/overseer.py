@@ -93,15 +93,10 @@ class BlockerOverseer(BaseOverseer):
     def review(self, context: StepContext, action: int) -> Decision:
         return self.review_batch([context], [action])[0]
 
-    def inputs(self, contexts: Sequence[StepContext]) -> np.ndarray:
-        """The uint8 Blocker inputs of the contexts' frames (with each env's earlier frames when stacking)."""
-        inputs, history = self._inputs(contexts)
-        self._history.update(history)
-        return inputs
-
     def _inputs(self, contexts: Sequence[StepContext]) -> tuple[np.ndarray, dict[int, Any]]:
-        """The inputs, and each env's stack with the new frame, to be kept once the review uses them (a
-        prefetch that goes unused must not add its frames)."""
+        """The uint8 Blocker inputs of the contexts' frames (with each env's earlier frames when stacking), and
+        each env's stack with the new frame, to be kept once the review uses them (a prefetch that goes unused
+        must not add its frames)."""
         frames = [context.state.frame for context in contexts]
         if any(frame is None for frame in frames):
             raise RuntimeError("BlockerOverseer needs frames: build the env with with_frame=True (make_vec_env does "
