@@ -398,6 +398,9 @@ def test_the_blocker_scores_each_batch_ahead_on_a_thread_with_the_decisions_of_a
     assert blocks > 0 and ahead.batches == 120
     assert len(scored_on) == 121 and all(name.startswith("blocker-prefetch") for name in scored_on), \
         "every batch was scored ahead, on the thread (the last one after the final step)"
+    workers = list(ahead._thread._threads)
+    ahead.close()
+    assert workers and not any(worker.is_alive() for worker in workers), "closing the overseer ends its thread"
 
     stacked = new_blocker("pong", ACTIONS, default_preprocessing("pong", color="gray", stack=3), seed=0)
     unused, plain = BlockerOverseer(stacked), BlockerOverseer(stacked)

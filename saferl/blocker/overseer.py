@@ -58,6 +58,13 @@ class BlockerOverseer(BaseOverseer):
         self._take_ahead([])
         return {**self.__dict__, "_thread": None}
 
+    def close(self) -> None:
+        """Stop the background thread (agents close their overseer when they hand over or end)."""
+        self._take_ahead([])
+        if self._thread is not None:
+            self._thread.shutdown()
+            self._thread = None
+
     def prefetch(self, contexts: Sequence[StepContext]) -> None:
         """Start scoring every action in ``contexts`` on a background thread; the next :meth:`review_batch`
         on the same contexts uses the result. Only while torch runs on one CPU thread (the experiments'
