@@ -104,7 +104,31 @@ def test_on_probation_after_a_retraining_it_asks_the_passes_the_previous_ensembl
     later = overseer.review_batch([context(step=k) for k in range(6, 9)], [0, 0, 0])
     assert len(asker.asked) == 5 and not any(d.label for d in later) and overseer._previous is None
     with pytest.raises(SaferlError, match="probation"):
-        DeferralConfig(probation=-1)
+        DeferralConfig(probation=-2)
+
+
+def test_with_probation_minus_one_the_previous_ensemble_is_consulted_until_the_next_retraining():
+    overseer, asker = deferring_with([[-6.0] * 6, [-6.0] * 6], band=1.0, probation=-1)
+    overseer._previous = Members([[6.0, -6.0, -6.0, -6.0, -6.0, -6.0]] * 2)
+    overseer._probation_left = -1
+    for k in range(0, 30, 3):
+        overseer.review_batch([context(step=k + i) for i in range(3)], [0, 1, 0])
+    assert asker.asked == [0] * 20, "every pass the previous ensemble would block is asked, however long it runs"
+    assert overseer._previous is not None
+
+
+def test_with_split_votes_it_asks_where_one_member_would_block_and_another_pass_however_close_their_odds():
+    # Threshold logit -3 (block probability 0.047): on LEFT one member says 0.12, the other 0.007. The spread of
+    # the probabilities (0.057) is under ``disagreement`` and the mean logit (-3.5) is outside the band.
+    members = [[-8.0, -8.0, -8.0, -2.0, -8.0, -8.0], [-8.0, -8.0, -8.0, -5.0, -8.0, -8.0]]
+    quiet, quiet_asker = deferring_with(members, disagreement=0.1, band=0.25)
+    loud, loud_asker = deferring_with(members, disagreement=0.1, band=0.25, split_votes=True)
+    for overseer in (quiet, loud):
+        overseer.ensemble.threshold_logit = -3.0
+    assert not quiet.review(context(), 3).label and quiet_asker.asked == [], "without split votes the ensemble passes"
+    assert loud.review(context(), 3).label and loud_asker.asked == [3]
+    assert not loud.review(context(), 0).label, "where both members pass firmly it still decides itself"
+    assert loud.stats()["asked_disagreement"] == 1
 
 
 def test_the_novelty_radius_is_measured_against_other_stretches_of_play():

@@ -6,13 +6,15 @@ novel"). Until a Blocker exists every decision goes to the asker (a person, or a
 decides, unless one of these says it should not:
 
 - *disagreement*: the members' block probabilities for the proposed action spread more than
-  ``disagreement`` (their standard deviation);
+  ``disagreement`` (their standard deviation), or, with ``split_votes``, the members fall on both sides of the
+  threshold (one would block, another pass);
 - *near the threshold*: the mean logit lies within ``band`` logits of the zero-false-negative threshold;
 - *novel*: the frame is farther from every frame the asker labelled than ``novelty`` times the
   distance within which 99% of those labelled frames have a neighbour from another stretch of play
   (a coarse 4x4-pooled sketch);
-- *regression*: for ``probation`` decisions after each retraining, the new ensemble would let the
-  action pass where the one before it would have blocked (a refit can forget what the last one knew).
+- *regression*: for ``probation`` decisions after each retraining (-1: until the next one), the new ensemble
+  would let the action pass where the one before it would have blocked (a refit can forget what the last one
+  knew).
 
 With ``ask_blocks`` below 1, only that share (at random) of the unsure decisions on which the ensemble
 would block are asked; it blocks the others itself. Every unsure pass is asked.
@@ -61,8 +63,10 @@ class DeferralConfig:
         1 fewer labels go to states the ensemble already keeps the agent out of). Measured at 0.25 (Road Runner,
         Space Invaders): 30% fewer labels, but the ensemble's replacement actions ran into catastrophes a person's
         would have avoided, and its many unasked blocks taught a Space Invaders agent to score nothing.
+    :param split_votes: ask when the members fall on both sides of the threshold. At a low threshold (Road Runner's
+        block probability is about 0.05) one member can block while the spread of the probabilities stays small.
     :param probation: decisions after each retraining in which the previous ensemble is consulted too, and a pass
-        it would have blocked is asked (0: never). The catastrophes that deferring runs let through while the
+        it would have blocked is asked (0: never; -1: until the next retraining). The catastrophes that deferring runs let through while the
         person was on duty came soon after a retraining (Space Invaders, Road Runner, measured). At 4,000 (one
         Space Invaders run) it asked 340 decisions and missed the one catastrophe, 1,100 steps after a retraining.
     :param novelty_memory: at most this many labelled frames (a random sample) are compared against.
@@ -83,6 +87,7 @@ class DeferralConfig:
     band: float = 1.0
     novelty: float = 1.0
     ask_blocks: float = 1.0
+    split_votes: bool = False
     probation: int = 0
     novelty_memory: int = 4096
     first_fit: int = 400
@@ -107,8 +112,9 @@ class DeferralConfig:
         for name in ("disagreement", "band", "novelty", "margin"):
             if not math.isfinite(getattr(self, name)) or getattr(self, name) < 0:
                 raise SaferlError(f"overseer_options {name} must be a finite number >= 0, not {getattr(self, name)}")
-        if self.probation < 0:
-            raise SaferlError(f"overseer_options probation must be a number of decisions >= 0, not {self.probation}")
+        if self.probation < -1:
+            raise SaferlError(f"overseer_options probation must be a number of decisions >= 0, or -1 (until the "
+                              f"next retraining), not {self.probation}")
         if not 0 <= self.ask_blocks <= 1:
             raise SaferlError(f"overseer_options ask_blocks must be a share in [0, 1], not {self.ask_blocks}")
         for name in ("novelty_memory", "first_fit", "refit_every", "updates", "segment"):
@@ -236,8 +242,10 @@ class DeferringOverseer(BaseOverseer):
         own = [replace(d, label=False, seconds=0.0) for d in self._view.decide(contexts, actions, mean)]
         rows = np.arange(len(actions))
         chosen = members[:, rows, actions]
+        votes = chosen >= self.ensemble.threshold_logit  # K x B: which members would block
+        split = votes.any(axis=0) & ~votes.all(axis=0) if self.config.split_votes else np.zeros(len(actions), bool)
         why = {
-            "disagreement": sigmoid(chosen).std(axis=0) > self.config.disagreement,
+            "disagreement": (sigmoid(chosen).std(axis=0) > self.config.disagreement) | split,
             "near_threshold": np.abs(chosen.mean(axis=0) - self.ensemble.threshold_logit) < self.config.band,
             "novel": self._novel(inputs),
             "regression": self._regressions(inputs, actions, chosen.mean(axis=0) < self.ensemble.threshold_logit),
@@ -254,7 +262,7 @@ class DeferringOverseer(BaseOverseer):
 
     def _regressions(self, inputs: np.ndarray, actions: list[int], passes: np.ndarray) -> np.ndarray:
         """Which of the new ensemble's passes the previous one would have blocked, while on probation."""
-        if self._previous is None or self._probation_left <= 0:
+        if self._previous is None or (self.config.probation > 0 and self._probation_left <= 0):
             self._previous = None  # probation over: let it go
             return np.zeros(len(actions), bool)
         self._probation_left -= len(actions)
