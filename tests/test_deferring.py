@@ -25,6 +25,11 @@ class Members:
     def __init__(self, logits):
         self.logits = np.array(logits, float)
 
+    @property
+    def members(self):
+        """The members, each thresholded where the ensemble is."""
+        return [type("Member", (), {"threshold_logit": self.threshold_logit})() for _ in self.logits]
+
     def member_logits(self, inputs, actions):
         return np.repeat(self.logits[:, None, :], len(inputs), axis=1)
 

@@ -6,8 +6,8 @@ novel"). Until a Blocker exists every decision goes to the asker (a person, or a
 decides, unless one of these says it should not:
 
 - *disagreement*: the members' block probabilities for the proposed action spread more than
-  ``disagreement`` (their standard deviation), or, with ``split_votes``, the members fall on both sides of the
-  threshold (one would block, another pass);
+  ``disagreement`` (their standard deviation), or, with ``split_votes``, one member would block and another
+  pass (each at its own zero-false-negative threshold);
 - *near the threshold*: the mean logit lies within ``band`` logits of the zero-false-negative threshold;
 - *novel*: the frame is farther from every frame the asker labelled than ``novelty`` times the
   distance within which 99% of those labelled frames have a neighbour from another stretch of play
@@ -63,8 +63,9 @@ class DeferralConfig:
         1 fewer labels go to states the ensemble already keeps the agent out of). Measured at 0.25 (Road Runner,
         Space Invaders): 30% fewer labels, but the ensemble's replacement actions ran into catastrophes a person's
         would have avoided, and its many unasked blocks taught a Space Invaders agent to score nothing.
-    :param split_votes: ask when the members fall on both sides of the threshold. At a low threshold (Road Runner's
-        block probability is about 0.05) one member can block while the spread of the probabilities stays small.
+    :param split_votes: ask when one member would block and another pass (each at its own threshold). At a low
+        threshold (Road Runner's block probability is about 0.05) one member can block while the spread of the
+        probabilities stays small.
     :param probation: decisions after each retraining in which the previous ensemble is consulted too, and a pass
         it would have blocked is asked (0: never; -1: until the next retraining). The catastrophes that deferring runs let through while the
         person was on duty came soon after a retraining (Space Invaders, Road Runner, measured). At 4,000 (one
@@ -242,7 +243,8 @@ class DeferringOverseer(BaseOverseer):
         own = [replace(d, label=False, seconds=0.0) for d in self._view.decide(contexts, actions, mean)]
         rows = np.arange(len(actions))
         chosen = members[:, rows, actions]
-        votes = chosen >= self.ensemble.threshold_logit  # K x B: which members would block
+        own_thresholds = np.array([member.threshold_logit for member in self.ensemble.members])
+        votes = chosen >= own_thresholds[:, None]  # K x B: which members would block, each at its own threshold
         split = votes.any(axis=0) & ~votes.all(axis=0) if self.config.split_votes else np.zeros(len(actions), bool)
         why = {
             "disagreement": (sigmoid(chosen).std(axis=0) > self.config.disagreement) | split,
