@@ -67,9 +67,10 @@ class DeferralConfig:
         threshold (Road Runner's block probability is about 0.05) one member can block while the spread of the
         probabilities stays small.
     :param probation: decisions after each retraining in which the previous ensemble is consulted too, and a pass
-        it would have blocked is asked (0: never; -1: until the next retraining). The catastrophes that deferring runs let through while the
-        person was on duty came soon after a retraining (Space Invaders, Road Runner, measured). At 4,000 (one
-        Space Invaders run) it asked 340 decisions and missed the one catastrophe, 1,100 steps after a retraining.
+        it would have blocked is asked (0: never; -1: until the next retraining). The catastrophes that deferring
+        runs let through while the person was on duty came soon after a retraining (Space Invaders, Road Runner,
+        measured). At 4,000 (one Space Invaders run) it asked 340 decisions and missed the one catastrophe, 1,100
+        steps after a retraining.
     :param novelty_memory: at most this many labelled frames (a random sample) are compared against.
     :param first_fit: labels before the first ensemble is trained (every decision is asked until then; when
         the labels cannot make one yet, it tries again every 100 labels).
