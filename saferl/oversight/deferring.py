@@ -246,11 +246,8 @@ class DeferringOverseer(BaseOverseer):
         own = [replace(d, label=False, seconds=0.0) for d in self._view.decide(contexts, actions, mean)]
         rows = np.arange(len(actions))
         chosen = members[:, rows, actions]
-        own_thresholds = np.array([member.threshold_logit for member in self.ensemble.members])
-        votes = chosen >= own_thresholds[:, None]  # K x B: which members would block, each at its own threshold
-        split = votes.any(axis=0) & ~votes.all(axis=0) if self.config.split_votes else np.zeros(len(actions), bool)
         why = {
-            "disagreement": (sigmoid(chosen).std(axis=0) > self.config.disagreement) | split,
+            "disagreement": (sigmoid(chosen).std(axis=0) > self.config.disagreement) | self._split_votes(chosen),
             "near_threshold": np.abs(chosen.mean(axis=0) - self.ensemble.threshold_logit) < self.config.band,
             "novel": self._novel(inputs),
             "regression": self._regressions(inputs, actions, chosen.mean(axis=0) < self.ensemble.threshold_logit),
@@ -264,6 +261,13 @@ class DeferringOverseer(BaseOverseer):
             self.blocked_unasked += int(unasked.sum())
             unsure &= ~unasked
         return list(own), unsure
+
+    def _split_votes(self, chosen: np.ndarray) -> np.ndarray:
+        """Where one member would block and another pass (K x B logits, each member at its own threshold)."""
+        if not self.config.split_votes:
+            return np.zeros(chosen.shape[1], bool)
+        votes = chosen >= np.array([member.threshold_logit for member in self.ensemble.members])[:, None]
+        return votes.any(axis=0) & ~votes.all(axis=0)
 
     def _regressions(self, inputs: np.ndarray, actions: list[int], passes: np.ndarray) -> np.ndarray:
         """Which of the new ensemble's passes the previous one would have blocked, while on probation."""
