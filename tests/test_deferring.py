@@ -23,15 +23,19 @@ class Members:
     threshold_logit = 0.0
 
     def __init__(self, logits):
-        self.logits = np.array(logits, float)
+        self.table = np.array(logits, float)
 
     @property
     def members(self):
         """The members, each thresholded where the ensemble is."""
-        return [type("Member", (), {"threshold_logit": self.threshold_logit})() for _ in self.logits]
+        return [type("Member", (), {"threshold_logit": self.threshold_logit})() for _ in self.table]
 
     def member_logits(self, inputs, actions):
-        return np.repeat(self.logits[:, None, :], len(inputs), axis=1)
+        return np.repeat(self.table[:, None, :], len(inputs), axis=1)
+
+    def logits(self, inputs, actions):
+        """The mean member logit of each proposed action (as ``Ensemble.logits``)."""
+        return self.table.mean(axis=0)[actions]
 
 
 class Counting(ScriptedOverseer):

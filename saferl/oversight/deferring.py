@@ -275,8 +275,7 @@ class DeferringOverseer(BaseOverseer):
             self._previous = None  # probation over: let it go
             return np.zeros(len(actions), bool)
         self._probation_left -= len(actions)
-        logits = self._previous.member_logits(inputs, None).mean(axis=0)[np.arange(len(actions)), actions]
-        return passes & (logits >= self._previous.threshold_logit)
+        return passes & (self._previous.logits(inputs, np.asarray(actions)) >= self._previous.threshold_logit)
 
     def fit(self) -> bool:
         """Train the ensemble on the asked examples (keeping the previous one when they cannot make one yet:
