@@ -356,8 +356,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("labels", nargs="+", help="label store folders (saferl oversee --out DIR)")
     train.add_argument("--game", required=True, help="the game the labels are of")
     train.add_argument("--out", required=True, help="folder for the Blocker, its TensorBoard curves and plots")
-    train.add_argument("--epochs", type=int, default=40, help="at most this many epochs (early stopping on val loss)")
-    train.add_argument("--patience", type=int, default=5, help="epochs without a lower validation loss before stopping")
+    train.add_argument("--epochs", type=int, default=40,
+                       help="at most this many epochs (early stopping on val loss)")
+    train.add_argument("--patience", type=int, default=10,
+                       help="epochs without a lower validation loss before stopping")
     train.add_argument("--batch-size", type=int, default=32)
     train.add_argument("--learning-rate", type=float, default=2e-3)
     train.add_argument("--dropout", type=float, default=0.5, help="dropout after every hidden layer (the paper's 0.5)")
