@@ -170,10 +170,37 @@ def test_a_first_ensemble_that_cannot_be_made_yet_is_tried_again_after_100_label
     assert overseer.ensemble is None and tries == [4, 104] and overseer.asked == 108
 
 
+def test_after_a_catastrophe_it_asks_about_the_decisions_it_made_itself_before_it(tmp_path):
+    """Real Pong, the paddle driven down; the stand-in ensemble passes everything firmly, so nothing is asked
+    until the paddle enters the bottom zone. Then the last 5 decisions (the catastrophe's included) go to the
+    asker: stored in order, counted as labels and seconds of that step, and kept to train on."""
+    overseer, asker = deferring_with([[-6.0] * 6, [-6.0] * 6], band=1.0, hindsight=5)
+    with LabelStore.create(tmp_path / "labels", "pong", ACTIONS) as store:
+        venv = make_vec_env(PONG, n_envs=2, overseer=overseer, label_store=store, seed=0, preprocess=False,
+                            backend="dummy")
+        venv.reset()
+        for _ in range(200):
+            infos = venv.step(np.full(2, 3))[3]  # LEFT moves the right paddle down
+            if any(info["catastrophe"] for info in infos):
+                break
+        venv.close()
+        caught = [info for info in infos if info["catastrophe"]]
+        assert caught and all(info["hindsight_labels"] == 5 for info in caught)
+        records = store.arrays()
+        assert len(store) == 5 * len(caught) == overseer.asked == overseer.stats()["asked_hindsight"]
+        assert venv.counters.totals["labels"] == len(store) and venv.counters.totals["human_seconds"] == 2.0 * len(store)
+        assert records["blocked"][-1], "the rule blocks the step into the zone: the ensemble's false negative"
+        steps = records["step"][:5]
+        assert (np.diff(steps) == 1).all() and len(set(records["episode"][:5])) == 1, "one env's last 5 steps, in order"
+        assert len(overseer._examples) == len(store) and overseer._examples.blocked == records["blocked"].tolist()
+    assert overseer.review_hindsight([], []) == []
+
+
 @pytest.mark.parametrize("options, says", [({"members": 1}, "members"), ({"asker": "none"}, "asker"),
                                            ({"asker": "blocker:x"}, "asker"), ({"band": -1.0}, "band"),
                                            ({"first_fit": 0}, "first_fit"), ({"colour": 1}, "colour"),
-                                           ({"ask_blocks": 1.5}, "ask_blocks")])
+                                           ({"ask_blocks": 1.5}, "ask_blocks"), ({"hindsight": -1}, "hindsight"),
+                                           ({"hindsight": 4, "asker": "lookahead"}, "hindsight")])
 def test_bad_options_name_themselves(options, says):
     with pytest.raises(SaferlError, match=says):
         make_overseer("deferring", 0, "pong", **options)

@@ -16,6 +16,11 @@ decides, unless one of these says it should not:
   would let the action pass where the one before it would have blocked (a refit can forget what the last one
   knew).
 
+With ``hindsight`` N, a catastrophe (a visible event: a life lost, a shot into a bunker; the ground truth stands in
+for the person noticing it) calls the person back to the last N decisions of that episode the ensemble made
+itself, this step's included (:class:`~saferl.oversight.vec_wrapper.VecOversight` keeps them): the states that led
+to it, where the ensemble was sure and wrong. Their answers are labels like any other.
+
 With ``ask_blocks`` below 1, only that share (at random) of the unsure decisions on which the ensemble
 would block are asked; it blocks the others itself. Every unsure pass is asked.
 
@@ -45,7 +50,7 @@ from saferl.oversight.decision import BaseOverseer, Decision, Overseer, StepCont
 POOL = 4  # the novelty sketch averages 4x4 pixel blocks of the Blocker's input
 NOVELTY_QUANTILE = 0.99
 NOVELTY_PROBES = 512  # labelled frames whose nearest neighbour calibrates the novelty radius
-REASONS = ("disagreement", "near_threshold", "novel", "regression")
+REASONS = ("disagreement", "near_threshold", "novel", "regression", "hindsight")
 FIRST_FIT_RETRY = 100  # labels before trying again when the first ensemble could not be made (blocks in too
 # few segments): waiting ``refit_every`` asked every decision of up to 800 more labels (Space Invaders, measured)
 
@@ -72,6 +77,8 @@ class DeferralConfig:
         runs let through while the person was on duty came soon after a retraining (Space Invaders, Road Runner,
         measured). At 4,000 (one Space Invaders run) it asked 340 decisions and missed the one catastrophe, 1,100
         steps after a retraining; at -1 (with ``split_votes``) it missed 2.
+    :param hindsight: after a catastrophe, ask about the ensemble's own last this many decisions in that episode
+        (0: never; see the module docstring). The asker judges past states, so it must not need the live emulator.
     :param novelty_memory: at most this many labelled frames (a random sample) are compared against.
     :param first_fit: labels before the first ensemble is trained (every decision is asked until then; when
         the labels cannot make one yet, it tries again every 100 labels).
@@ -93,6 +100,7 @@ class DeferralConfig:
     ask_blocks: float = 1.0
     split_votes: bool = False
     probation: int = 0
+    hindsight: int = 0
     novelty_memory: int = 4096
     first_fit: int = 400
     refit_every: int = 400
@@ -119,6 +127,8 @@ class DeferralConfig:
         if self.probation < -1:
             raise SaferlError(f"overseer_options probation must be a number of decisions >= 0, or -1 (until the "
                               f"next retraining), not {self.probation}")
+        if self.hindsight < 0:
+            raise SaferlError(f"overseer_options hindsight must be a number of decisions >= 0, not {self.hindsight}")
         if not 0 <= self.ask_blocks <= 1:
             raise SaferlError(f"overseer_options ask_blocks must be a share in [0, 1], not {self.ask_blocks}")
         for name in ("novelty_memory", "first_fit", "refit_every", "updates", "segment"):
@@ -181,6 +191,10 @@ class DeferringOverseer(BaseOverseer):
         self.config = config
         self.seed = seed
         self.requires = frozenset({"frame"}) | frozenset(getattr(asker, "requires", ()))
+        if config.hindsight and "emulator" in self.requires:
+            raise SaferlError(f"the {asker.name} asker simulates the live emulator, so it cannot judge past states: "
+                              "use hindsight 0 (overseer_options) or another asker")
+        self.hindsight = config.hindsight
         self.preprocessing = default_preprocessing(game)
         self.ensemble: Any | None = None
         self.fits = 0
@@ -217,16 +231,32 @@ class DeferringOverseer(BaseOverseer):
             decisions, ask = self._judge(contexts, actions, inputs)
         asked = np.flatnonzero(ask)
         if len(asked):
-            answers = self.asker.review_batch([contexts[i] for i in asked], [actions[i] for i in asked])
+            answers = self._ask([contexts[i] for i in asked], [actions[i] for i in asked], inputs[asked])
             for i, answer in zip(asked, answers):
-                decisions[i] = replace(answer, label=True)
-                # a copy: a view of the batch would keep all its frames alive for as long as the label
-                self._examples.add(inputs[i].copy(), actions[i], bool(answer.block), contexts[i].episode,
-                                   contexts[i].step // self.config.segment)
-        self.asked += len(asked)
+                decisions[i] = answer
         self.decided += len(contexts) - len(asked)
         self._fit_when_due()
         return decisions  # type: ignore[return-value]
+
+    def review_hindsight(self, contexts: Sequence[StepContext], actions: Sequence[int]) -> list[Decision]:
+        """Ask about earlier decisions the ensemble made itself (after a catastrophe); the answers are labels."""
+        if not contexts:
+            return []
+        self.reasons["hindsight"] += len(contexts)
+        inputs = self.preprocessing.frames([context.state.frame for context in contexts])
+        answers = self._ask(contexts, [int(a) for a in actions], inputs)
+        self._fit_when_due()
+        return answers
+
+    def _ask(self, contexts: Sequence[StepContext], actions: list[int], inputs: np.ndarray) -> list[Decision]:
+        """The asker's answers (labels), kept as training examples."""
+        answers = [replace(answer, label=True) for answer in self.asker.review_batch(contexts, actions)]
+        for context, action, frame, answer in zip(contexts, actions, inputs, answers):
+            # a copy: a view of the batch would keep all its frames alive for as long as the label
+            self._examples.add(frame.copy(), action, bool(answer.block), context.episode,
+                               context.step // self.config.segment)
+        self.asked += len(answers)
+        return answers
 
     def _fit_when_due(self) -> None:
         """Train once enough new labels are in: ``refit_every`` after the last ensemble, ``FIRST_FIT_RETRY`` after

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any
+from typing import Any, Sequence
 
 from saferl.errors import SaferlError
 from saferl.games import GameState
@@ -57,10 +57,17 @@ class Outcome:
     seconds: float
     labelled: bool  # the decision went into the label store
     penalty: float = 0.0  # the reward added for the block (0 when nothing was blocked)
+    hindsight_labels: int = 0  # earlier decisions a person was asked about after this step's catastrophe
+    hindsight_seconds: float = 0.0  # the person's time on them
 
     def as_info(self) -> dict[str, Any]:
         """The keys this step adds to ``info``."""
         return dict(vars(self))  # dataclasses.asdict deep-copies: a fifth of a step's time
+
+
+Hindsight = tuple[StepContext, Decision, int, int]
+"""An earlier step asked about after a catastrophe: its context, the person's answer, the proposed and the
+executed action."""
 
 
 class Intervention:
@@ -113,11 +120,14 @@ class Intervention:
         executed: int,
         catastrophe: bool,
         proposed_was_catastrophe: bool | None,
+        hindsight: Sequence[Hindsight] = (),
     ) -> tuple[float, Outcome]:
         """Count the step, store its label; return the reward to add and the step's outcome.
 
         :param proposed_was_catastrophe: for an enforced block, whether the proposed action would
             have held a catastrophe (an exact counterfactual); otherwise unused.
+        :param hindsight: earlier steps of this env and a person's answers about them, asked after this step's
+            catastrophe: counted with this step's human labour (:meth:`store_hindsight` stores them).
         """
         if decision.block and self.mode.enforces:
             needed = bool(proposed_was_catastrophe)
@@ -135,18 +145,27 @@ class Intervention:
             seconds=float(decision.seconds),
             labelled=self.label_store is not None and decision.label,
             penalty=bonus,
+            hindsight_labels=len(hindsight) if self.label_store is not None else 0,
+            hindsight_seconds=sum(float(answer.seconds) for _, answer, _, _ in hindsight),
         )
-        self._store_label(context, outcome)
+        if outcome.labelled:
+            self._store_label(context, proposed, executed, decision, catastrophe)
         self.counters.record(context.env_index, outcome)
         return bonus, outcome
+
+    def store_hindsight(self, hindsight: Sequence[Hindsight]) -> None:
+        """Store the answers about earlier steps (when a store is kept), after the labels of the step they were
+        asked in: the store then holds the asked decisions in the order they were asked."""
+        if self.label_store is not None:
+            for context, answer, proposed, executed in hindsight:
+                self._store_label(context, proposed, executed, answer, False)
 
     def end_episode(self, env_index: int, episode_return: float) -> None:
         """Close the episode of env ``env_index`` in the counters."""
         self.counters.end_episode(env_index, episode_return)
 
-    def _store_label(self, context: StepContext, outcome: Outcome) -> None:
-        if not outcome.labelled:
-            return
+    def _store_label(self, context: StepContext, proposed: int, executed: int, decision: Decision,
+                     catastrophe: bool) -> None:
         from saferl.oversight.label_store import Label
 
         frame = context.state.frame
@@ -155,15 +174,15 @@ class Intervention:
         self.label_store.append(
             Label(
                 frame=frame,
-                proposed_action=outcome.proposed_action,
-                executed_action=outcome.executed_action,
-                blocked=outcome.blocked,
-                catastrophe=outcome.catastrophe,
+                proposed_action=proposed,
+                executed_action=executed,
+                blocked=decision.block,
+                catastrophe=catastrophe,
                 episode=context.episode,
                 step=context.step,
                 overseer=self.overseer_name,
-                seconds=outcome.seconds,
-                score=outcome.score,
+                seconds=float(decision.seconds),
+                score=float(decision.score),
             )
         )
 

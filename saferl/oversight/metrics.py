@@ -28,8 +28,8 @@ def _tally(outcome: Mapping[str, Any]) -> dict[str, float]:
         "blocks": int(outcome["blocked"]),
         "false_negatives": int(outcome["false_negative"]),
         "false_positives": int(outcome["false_positive"]),
-        "labels": int(outcome.get("labelled", False)),
-        "human_seconds": float(outcome["seconds"]),
+        "labels": int(outcome.get("labelled", False)) + int(outcome.get("hindsight_labels", 0)),
+        "human_seconds": float(outcome["seconds"]) + float(outcome.get("hindsight_seconds", 0.0)),
         "penalties": float(outcome.get("penalty", 0.0)),
     }
 

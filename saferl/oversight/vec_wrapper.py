@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import replace
 from typing import Any
 
@@ -12,7 +13,7 @@ from stable_baselines3.common.vec_env.base_vec_env import VecEnvObs, VecEnvStepR
 from saferl.errors import SaferlError
 from saferl.games import Game
 from saferl.oversight.decision import ALLOW, Decision, Overseer, StepContext
-from saferl.oversight.intervention import Intervention, Mode
+from saferl.oversight.intervention import Hindsight, Intervention, Mode
 from saferl.oversight.metrics import SafetyCounters
 from saferl.shared_vec_env import SharedMemoryVecEnv
 
@@ -24,6 +25,10 @@ class VecOversight(VecEnvWrapper):
     bottom (see :func:`saferl.envs.make_vec_env`): ground truth is computed where each env runs,
     and the decision context comes back in ``info["game_state"]``. Steps, infos, modes, penalty
     and labels are as in :class:`~saferl.oversight.wrapper.OversightWrapper`.
+
+    Hindsight: an overseer with ``hindsight`` N > 0 and a ``review_hindsight(contexts, actions)`` method (the
+    deferring overseer) is asked, after a catastrophe, about its last N decisions in that env's episode that were
+    not labels (it decided them itself); its answers are stored and counted as labels of the catastrophe's step.
 
     :param venv: the vectorized envs.
     :param game: their game.
@@ -57,6 +62,12 @@ class VecOversight(VecEnvWrapper):
         self._pending: list[tuple[StepContext, Decision, int, int, bool | None]] = []
         self._probed: np.ndarray | None = None  # which envs' counterfactuals ride on the step
         self._returns = np.zeros(self.num_envs)
+        self._recent: list[deque[tuple[StepContext, Decision, int, int]]] = []
+        self._keep_recent()
+
+    def _keep_recent(self) -> None:
+        """Make room for each env's last unlabelled decisions, as many as the overseer's ``hindsight``."""
+        self._recent = [deque(maxlen=getattr(self.overseer, "hindsight", 0)) for _ in range(self.num_envs)]
 
     def set_overseer(self, overseer: Overseer | None, mode: Mode | str | None = None, label_store: Any | None = None) -> None:
         """Hand oversight to ``overseer`` from the next step on (the Blocker after the human, in HIRL).
@@ -74,6 +85,7 @@ class VecOversight(VecEnvWrapper):
                                          overseer_name=overseer.name if overseer else "none")
         self.intervention.counters = counters
         self.overseer = overseer
+        self._keep_recent()
         self._prefetch()
 
     def _prefetch(self) -> None:
@@ -148,21 +160,40 @@ class VecOversight(VecEnvWrapper):
         obs, rewards, dones, infos = self.venv.step_wait()
         rewards = rewards.astype(np.float32)
         held = self.venv.probed_catastrophes() if self._probed is not None else None
+        for recent, (context, decision, proposed, executed, _) in zip(self._recent, self._pending):
+            if recent.maxlen and not decision.label:
+                recent.append((context, decision, proposed, executed))
+        hindsight = {i: self._hindsight(i) for i in range(self.num_envs) if infos[i]["catastrophe"]}
         for i, (context, decision, proposed, executed, counterfactual) in enumerate(self._pending):
             if held is not None and self._probed[i]:
                 counterfactual = bool(held[i])
             bonus, outcome = self.intervention.record(
-                context, decision, proposed, executed, bool(infos[i]["catastrophe"]), counterfactual
+                context, decision, proposed, executed, bool(infos[i]["catastrophe"]), counterfactual,
+                hindsight.get(i, ())
             )
             rewards[i] += bonus
             self._returns[i] += rewards[i]
             infos[i].update(outcome.as_info())
             if dones[i]:
+                self._recent[i].clear()
                 self.intervention.end_episode(i, float(self._returns[i]))
                 self._returns[i] = 0.0
                 self._contexts[i] = self._new_episode(i, self.venv.reset_infos[i])
             else:
                 step = context.step + int(executed >= 0)
                 self._contexts[i] = replace(context, state=infos[i]["game_state"], step=step)
+        for asked in hindsight.values():
+            self.intervention.store_hindsight(asked)
         self._prefetch()
         return obs, rewards, dones, infos
+
+    def _hindsight(self, index: int) -> list[Hindsight]:
+        """The overseer's answers about env ``index``'s last unlabelled decisions, this step's included (after a
+        catastrophe there; none when the overseer keeps no hindsight)."""
+        recent = self._recent[index]
+        if not recent:
+            return []
+        contexts, _, proposed, executed = zip(*recent)
+        answers = self.overseer.review_hindsight(list(contexts), list(proposed))
+        recent.clear()
+        return list(zip(contexts, answers, proposed, executed))
