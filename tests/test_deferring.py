@@ -171,28 +171,32 @@ def test_a_first_ensemble_that_cannot_be_made_yet_is_tried_again_after_100_label
 
 
 def test_after_a_catastrophe_it_asks_about_the_decisions_it_made_itself_before_it(tmp_path):
-    """Real Pong, the paddle driven down; the stand-in ensemble passes everything firmly, so nothing is asked
-    until the paddle enters the bottom zone. Then the last 5 decisions (the catastrophe's included) go to the
-    asker: stored in order, counted as labels and seconds of that step, and kept to train on."""
+    """Real Pong, the paddle driven up and then down; the stand-in ensemble passes everything firmly, so nothing
+    is asked until the paddle enters the bottom zone. Then the last 5 decisions (the catastrophe's included) go to
+    the asker: stored in order, counted as labels and seconds of that step, and kept to train on. The env's next
+    catastrophe (the paddle stays in the zone) asks only about the one decision made since."""
     overseer, asker = deferring_with([[-6.0] * 6, [-6.0] * 6], band=1.0, hindsight=5)
     with LabelStore.create(tmp_path / "labels", "pong", ACTIONS) as store:
         venv = make_vec_env(PONG, n_envs=2, overseer=overseer, label_store=store, seed=0, preprocess=False,
                             backend="dummy")
         venv.reset()
-        for _ in range(200):
-            infos = venv.step(np.full(2, 3))[3]  # LEFT moves the right paddle down
+        for step in range(200):
+            infos = venv.step(np.full(2, 2 if step < 10 else 3))[3]  # RIGHT moves the right paddle up, LEFT down
             if any(info["catastrophe"] for info in infos):
                 break
-        venv.close()
-        caught = [info for info in infos if info["catastrophe"]]
-        assert caught and all(info["hindsight_labels"] == 5 for info in caught)
+        assert step > 10 and [info["hindsight_labels"] for info in infos] == [5 * info["catastrophe"] for info in infos]
         records = store.arrays()
-        assert len(store) == 5 * len(caught) == overseer.asked == overseer.stats()["asked_hindsight"]
-        assert venv.counters.totals["labels"] == len(store) and venv.counters.totals["human_seconds"] == 2.0 * len(store)
-        assert records["blocked"][-1], "the rule blocks the step into the zone: the ensemble's false negative"
-        steps = records["step"][:5]
-        assert (np.diff(steps) == 1).all() and len(set(records["episode"][:5])) == 1, "one env's last 5 steps, in order"
-        assert len(overseer._examples) == len(store) and overseer._examples.blocked == records["blocked"].tolist()
+        assert len(store) == 5 * sum(info["catastrophe"] for info in infos) == overseer.asked
+        assert records["blocked"][4], "the rule blocks the step into the zone: the ensemble's false negative"
+        assert (np.diff(records["step"][:5]) == 1).all() and len(set(records["episode"][:5])) == 1, \
+            "one env's last 5 steps, in order"
+        again = venv.step(np.full(2, 3))[3]
+        venv.close()
+        assert [info["hindsight_labels"] for info in again] == [
+            (1 if before["catastrophe"] else 5) * after["catastrophe"] for before, after in zip(infos, again)]
+        assert len(store) == venv.counters.totals["labels"] == overseer.asked == overseer.stats()["asked_hindsight"]
+        assert venv.counters.totals["human_seconds"] == 2.0 * len(store)
+        assert overseer._examples.blocked == store.arrays()["blocked"].tolist(), "kept to train on, in store order"
     assert overseer.review_hindsight([], []) == []
 
 
