@@ -272,7 +272,7 @@ def cmd_attack_blocker(args: argparse.Namespace) -> int:
 
     summary = attack_blocker(args.dir, args.game, parse_methods(args.method), steps=args.steps, out=args.out,
                              seed=args.seed, n_envs=args.n_envs, max_frames=args.frames, policies=args.policies,
-                             train_steps=args.train_steps, epsilons=args.epsilons)
+                             train_steps=args.train_steps, epsilons=args.epsilons, progress=not args.no_progress)
     shown = {f"{method} {key}": value for method, row in summary["methods"].items() for key, value in row.items()}
     _print_summary(f"attacks on {args.dir} (report: {Path(summary['out']) / 'report.md'})", shown, False)
     if args.json:
@@ -463,6 +463,7 @@ def build_parser() -> argparse.ArgumentParser:
     attack.add_argument("--epsilons", type=_epsilons, default=(1, 2, 4, 8),
                         help="perturb: L-infinity budgets in pixel levels of 255 (default 1,2,4,8)")
     attack.add_argument("--frames", type=int, default=20, help="PNGs kept per policy or attack (default 20)")
+    attack.add_argument("--no-progress", action="store_true", help="hide the progress bars")
 
     report = command("report", cmd_report, "Write report.md, report.json and plots of an experiment's run folder.")
     report.add_argument("dir", help="the run folder (saferl experiment --out DIR)")

@@ -97,6 +97,7 @@ def test_cli_adversary_and_perturb_write_a_report_pngs_and_json(planted, tmp_pat
     assert len(list((out / "frames").glob("perturb-*.png"))) == 3
     assert json.loads((out / "attack.json").read_text())["methods"] == summary["methods"]
     assert "## Perturbations" in (out / "report.md").read_text()
+    assert "attack: PPO adversary" in result.stderr and "800/800" in result.stderr, "a progress bar per search"
 
 
 def test_pgd_stays_within_the_budget_on_whole_pixel_levels_and_flips_more_with_more(trained, labels):  # noqa: F811

@@ -32,7 +32,7 @@ def parse_methods(text: str) -> list[str]:
 def attack_blocker(folder: str | os.PathLike[str], game: str, methods: Sequence[str], steps: int = 2000,
                    out: str | os.PathLike[str] | None = None, seed: int = 0, n_envs: int = 8, max_frames: int = 20,
                    policies: str | os.PathLike[str] | None = None, train_steps: int = 0,
-                   epsilons: Sequence[int] = (1, 2, 4, 8)) -> dict[str, Any]:
+                   epsilons: Sequence[int] = (1, 2, 4, 8), progress: bool = False) -> dict[str, Any]:
     """Attack the Blocker (or ensemble) saved in ``folder`` with each of ``methods``; write the report to ``out``
     (default ``folder/attack``) and return its summary.
 
@@ -42,6 +42,7 @@ def attack_blocker(folder: str | os.PathLike[str], game: str, methods: Sequence[
     :param policies: an experiment run folder whose agent checkpoints ``shift`` rolls out.
     :param train_steps: ``shift`` also trains PPO agents of two other seeds this long and rolls them out.
     :param epsilons: ``perturb``'s L-infinity budgets, in pixel levels of 255.
+    :param progress: show a progress bar per search.
     """
     from saferl.attack.adversary import adversary
     from saferl.attack.perturb import perturb
@@ -71,11 +72,11 @@ def attack_blocker(folder: str | os.PathLike[str], game: str, methods: Sequence[
     results = []
     for method in methods:
         if method == "shift":
-            results += shift(scorer, the_game, steps, seed, n_envs, max_frames, policies, train_steps)
+            results += shift(scorer, the_game, steps, seed, n_envs, max_frames, policies, train_steps, progress)
         elif method == "adversary":
-            results.append(adversary(scorer, the_game, steps, seed, n_envs, max_frames))
+            results.append(adversary(scorer, the_game, steps, seed, n_envs, max_frames, progress))
         else:
-            results.append(perturb(scorer, the_game, steps, seed, n_envs, max_frames, epsilons))
+            results.append(perturb(scorer, the_game, steps, seed, n_envs, max_frames, epsilons, progress))
     return write_attack_report(results, target, str(folder), the_game.name, game_action_names(the_game))
 
 

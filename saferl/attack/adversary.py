@@ -32,9 +32,10 @@ class FalseNegativeReward(VecEnvWrapper):
 
 
 def adversary(scorer: Any, game: Game, steps: int, seed: int = 0, n_envs: int = 8,
-              max_findings: int = 20) -> MethodResult:
+              max_findings: int = 20, progress: bool = False) -> MethodResult:
     """Train the adversary for ``steps`` agent steps against the Blocker ``scorer``; what it found on the way."""
-    recorder = overseen_envs(scorer, game, f"PPO adversary, seed {seed}", n_envs, seed, max_findings)
+    recorder = overseen_envs(scorer, game, f"PPO adversary, seed {seed}", n_envs, seed, max_findings, steps=steps,
+                             progress=progress)
     try:
         train_ppo(FalseNegativeReward(VecFrameStack(recorder, 4)), game, seed, steps)
         return recorder.result("adversary")

@@ -73,7 +73,7 @@ def _image(chw: np.ndarray) -> np.ndarray:
 
 
 def perturb(scorer: Any, game: Game, steps: int, seed: int = 0, n_envs: int = 8, max_findings: int = 20,
-            epsilons: Sequence[int] = EPSILONS) -> MethodResult:
+            epsilons: Sequence[int] = EPSILONS, progress: bool = False) -> MethodResult:
     """Collect true blocks in ``steps`` random steps under the Blocker, then attack them (see the module docstring)."""
     from saferl.envs import game_action_names
 
@@ -82,7 +82,8 @@ def perturb(scorer: Any, game: Game, steps: int, seed: int = 0, n_envs: int = 8,
                           f"{scorer.preprocessing.stack} (train one with --stack 1)")
     epsilons = sorted(int(e) for e in epsilons)
     source = f"FGSM / PGD-{PGD_STEPS}, L-inf <= {epsilons[-1]}/255"
-    recorder = overseen_envs(scorer, game, source, n_envs, seed, 0, keep_blocks=MAX_BLOCKS, preprocess=False)
+    recorder = overseen_envs(scorer, game, source, n_envs, seed, 0, keep_blocks=MAX_BLOCKS, preprocess=False,
+                             steps=steps, progress=progress)
     try:
         roll_out(recorder, random_walk(n_envs, len(game_action_names(game)), 4, seed), steps)
         collected = recorder.result("perturb")

@@ -80,11 +80,16 @@ class FalseNegativeRecorder(VecEnvWrapper):
     :param max_findings: keep the frames of at most this many incidents (each incident's first step).
     :param keep_blocks: also keep up to this many (frame, action) of steps the Blocker blocked and the rule
         would have blocked too (true blocks: what ``perturb`` attacks).
+    :param steps: the steps the search will take (the progress bar's length; None: unknown).
+    :param progress: show a progress bar.
     """
 
     def __init__(self, venv: VecOversight, game: Game, source: str, max_findings: int = 20,
-                 keep_blocks: int = 0) -> None:
+                 keep_blocks: int = 0, steps: int | None = None, progress: bool = False) -> None:
+        from tqdm import tqdm
+
         super().__init__(venv)
+        self._bar = tqdm(total=steps, desc=f"attack: {source}", unit="step", disable=not progress)
         self.oversight, self.game, self.source = venv, game, source
         self.max_findings, self.keep_blocks = max_findings, keep_blocks
         self.findings: list[Finding] = []
@@ -104,6 +109,7 @@ class FalseNegativeRecorder(VecEnvWrapper):
 
     def step_wait(self) -> VecEnvStepReturn:
         obs, rewards, dones, infos = self.venv.step_wait()
+        self._bar.update(self.num_envs)
         for i, info in enumerate(infos):
             state, action = self._before[i], int(info["proposed_action"])
             if info["blocked"] and len(self.blocks) < self.keep_blocks and self.game.should_block(state, action):
@@ -120,6 +126,10 @@ class FalseNegativeRecorder(VecEnvWrapper):
             self._inside[i] = bool(info["false_negative"]) and not dones[i]
         return obs, rewards, dones, infos
 
+    def close(self) -> None:
+        self._bar.close()
+        self.venv.close()
+
     def result(self, method: str, extra: dict[str, Any] | None = None) -> MethodResult:
         """The search's figures so far."""
         totals = self.oversight.counters.totals
@@ -129,14 +139,16 @@ class FalseNegativeRecorder(VecEnvWrapper):
 
 
 def overseen_envs(scorer: Any, game: Game, source: str, n_envs: int, seed: int, max_findings: int,
-                  keep_blocks: int = 0, preprocess: bool = True) -> FalseNegativeRecorder:
-    """``n_envs`` envs of ``game`` overseen by ``scorer`` (a Blocker or ensemble) in ``replace`` mode, recorded."""
+                  keep_blocks: int = 0, preprocess: bool = True, steps: int | None = None,
+                  progress: bool = False) -> FalseNegativeRecorder:
+    """``n_envs`` envs of ``game`` overseen by ``scorer`` (a Blocker or ensemble) in ``replace`` mode, recorded
+    (with a progress bar over ``steps`` when ``progress``)."""
     from saferl.blocker import BlockerOverseer
     from saferl.envs import make_vec_env
 
     venv = make_vec_env(game, n_envs=n_envs, overseer=BlockerOverseer(scorer), mode="replace", seed=seed,
                         with_frame=True, preprocess=preprocess)
-    return FalseNegativeRecorder(venv, game, source, max_findings, keep_blocks)
+    return FalseNegativeRecorder(venv, game, source, max_findings, keep_blocks, steps, progress)
 
 
 def train_ppo(env: Any, game: Game, seed: int, steps: int, device: str = "auto") -> Any:

@@ -94,7 +94,8 @@ def roll_out(env: Any, act: Policy, steps: int) -> None:
 
 
 def shift(scorer: Any, game: Game, steps: int, seed: int = 0, n_envs: int = 8, max_findings: int = 20,
-          policies: str | os.PathLike[str] | None = None, train_steps: int = 0) -> list[MethodResult]:
+          policies: str | os.PathLike[str] | None = None, train_steps: int = 0,
+          progress: bool = False) -> list[MethodResult]:
     """Roll out each policy (see the module docstring) for ``steps`` agent steps under the Blocker ``scorer``."""
     from saferl.envs import game_action_names
 
@@ -102,22 +103,25 @@ def shift(scorer: Any, game: Game, steps: int, seed: int = 0, n_envs: int = 8, m
     n_actions = len(game_action_names(game))
     saved = list(checkpoints(policies, game.name)) if policies else []
     for hold in HOLDS:
-        recorder = overseen_envs(scorer, game, f"random walk, hold {hold}", n_envs, seed, max_findings, preprocess=False)
+        recorder = overseen_envs(scorer, game, f"random walk, hold {hold}", n_envs, seed, max_findings, preprocess=False,
+                                 steps=steps, progress=progress)
         roll_out(recorder, random_walk(n_envs, n_actions, hold, seed), steps)
         results.append(recorder.result("shift"))
         recorder.close()
     for name, algorithm, hyperparams, folder in saved:
-        recorder = overseen_envs(scorer, game, f"checkpoint {name} ({algorithm})", n_envs, seed, max_findings)
+        recorder = overseen_envs(scorer, game, f"checkpoint {name} ({algorithm})", n_envs, seed, max_findings, steps=steps,
+                                 progress=progress)
         env = VecFrameStack(recorder, int(hyperparams.get("frame_stack", 4)))
         roll_out(env, checkpoint_policy(env, algorithm, hyperparams, folder), steps)
         results.append(recorder.result("shift"))
         recorder.close()
     for k in range(2 if train_steps else 0):
-        trainer = overseen_envs(scorer, game, "training", n_envs, seed + 1 + k, 0)
+        trainer = overseen_envs(scorer, game, f"training PPO seed {seed + 1 + k}", n_envs, seed + 1 + k, 0,
+                                steps=train_steps, progress=progress)
         model = train_ppo(VecFrameStack(trainer, 4), game, seed + 1 + k, train_steps)
         trainer.close()
         recorder = overseen_envs(scorer, game, f"PPO seed {seed + 1 + k}, {train_steps:,} steps", n_envs, seed,
-                                 max_findings)
+                                 max_findings, steps=steps, progress=progress)
         roll_out(VecFrameStack(recorder, 4), lambda obs: model.predict(obs, deterministic=False)[0], steps)
         results.append(recorder.result("shift"))
         recorder.close()
