@@ -184,7 +184,8 @@ def test_after_a_catastrophe_it_asks_about_the_decisions_it_made_itself_before_i
             infos = venv.step(np.full(2, 2 if step < 10 else 3))[3]  # RIGHT moves the right paddle up, LEFT down
             if any(info["catastrophe"] for info in infos):
                 break
-        assert step > 10 and [info["hindsight_labels"] for info in infos] == [5 * info["catastrophe"] for info in infos]
+        assert step > 10
+        assert [info["hindsight_labels"] for info in infos] == [5 * info["catastrophe"] for info in infos]
         records = store.arrays()
         assert len(store) == 5 * sum(info["catastrophe"] for info in infos) == overseer.asked
         assert records["blocked"][4], "the rule blocks the step into the zone: the ensemble's false negative"

@@ -103,14 +103,14 @@ def shift(scorer: Any, game: Game, steps: int, seed: int = 0, n_envs: int = 8, m
     n_actions = len(game_action_names(game))
     saved = list(checkpoints(policies, game.name)) if policies else []
     for hold in HOLDS:
-        recorder = overseen_envs(scorer, game, f"random walk, hold {hold}", n_envs, seed, max_findings, preprocess=False,
-                                 steps=steps, progress=progress)
+        recorder = overseen_envs(scorer, game, f"random walk, hold {hold}", n_envs, seed, max_findings,
+                                 preprocess=False, steps=steps, progress=progress)
         roll_out(recorder, random_walk(n_envs, n_actions, hold, seed), steps)
         results.append(recorder.result("shift"))
         recorder.close()
     for name, algorithm, hyperparams, folder in saved:
-        recorder = overseen_envs(scorer, game, f"checkpoint {name} ({algorithm})", n_envs, seed, max_findings, steps=steps,
-                                 progress=progress)
+        recorder = overseen_envs(scorer, game, f"checkpoint {name} ({algorithm})", n_envs, seed, max_findings,
+                                 steps=steps, progress=progress)
         env = VecFrameStack(recorder, int(hyperparams.get("frame_stack", 4)))
         roll_out(env, checkpoint_policy(env, algorithm, hyperparams, folder), steps)
         results.append(recorder.result("shift"))
