@@ -62,7 +62,7 @@ class VecOversight(VecEnvWrapper):
         self._pending: list[tuple[StepContext, Decision, int, int, bool | None]] = []
         self._probed: np.ndarray | None = None  # which envs' counterfactuals ride on the step
         self._returns = np.zeros(self.num_envs)
-        self._recent: list[deque[tuple[StepContext, Decision, int, int]]] = []
+        self._recent: list[deque[tuple[StepContext, int, int]]] = []  # (context, proposed, executed)
         self._keep_recent()
 
     def _keep_recent(self) -> None:
@@ -160,9 +160,10 @@ class VecOversight(VecEnvWrapper):
         obs, rewards, dones, infos = self.venv.step_wait()
         rewards = rewards.astype(np.float32)
         held = self.venv.probed_catastrophes() if self._probed is not None else None
-        for recent, (context, decision, proposed, executed, _) in zip(self._recent, self._pending):
-            if recent.maxlen and not decision.label:
-                recent.append((context, decision, proposed, executed))
+        if self._recent[0].maxlen:
+            for recent, (context, decision, proposed, executed, _) in zip(self._recent, self._pending):
+                if not decision.label:
+                    recent.append((context, proposed, executed))
         hindsight = {i: self._hindsight(i) for i in range(self.num_envs) if infos[i]["catastrophe"]}
         for i, (context, decision, proposed, executed, counterfactual) in enumerate(self._pending):
             if held is not None and self._probed[i]:
@@ -193,7 +194,7 @@ class VecOversight(VecEnvWrapper):
         recent = self._recent[index]
         if not recent:
             return []
-        contexts, _, proposed, executed = zip(*recent)
+        contexts, proposed, executed = zip(*recent)
         answers = self.overseer.review_hindsight(list(contexts), list(proposed))
         recent.clear()
         return list(zip(contexts, answers, proposed, executed))
