@@ -7,6 +7,10 @@ frame per ``act`` with sticky actions off and applies frameskip and sticky actio
 the same semantics as ``ALE/<Game>-v5`` (each frame keeps the previously applied action with
 probability ``repeat_action_probability``), keeping the applied action and the RNG in its
 snapshots. Simulations on a snapshot then replay exactly.
+
+An episode ends (``terminated``) at ALE's game over or where the game says it does
+(:meth:`~saferl.games.Game.episode_over`): :func:`episode_ended` decides it for every env backend and
+every simulation.
 """
 
 from __future__ import annotations
@@ -23,6 +27,18 @@ STICKY_STREAM = 0x5A1E
 """Mixed into the reset seed so the sticky-action RNG is not ALE's own stream."""
 
 
+def episode_ended(game: Game | None, ale: Any, state: GameState | None = None) -> bool:
+    """Is the episode over (``terminated``)? ALE's game over (its frame limit aside), or ``game``'s own end.
+
+    :param state: the current state, if already read (else it is read when the game needs it).
+    """
+    if ale.game_over(with_truncation=False):
+        return True
+    if game is None:
+        return False
+    return game.episode_over(state if state is not None else GameState.from_ale(ale))
+
+
 @dataclass(frozen=True)
 class Snapshot:
     """Everything that decides the emulator's future: ALE state, the applied action, the sticky RNG."""
@@ -35,14 +51,18 @@ class Snapshot:
 class Emulator(gym.Wrapper):
     """Steps an ``ale_py`` AtariEnv (built with frameskip 1 and no sticky actions) the v5 way, replayably.
 
-    Observations are RGB frames; ``info`` has ``lives`` and ``episode_frame_number``.
+    Observations are RGB frames; ``info`` has ``lives`` and ``episode_frame_number``. An episode is
+    ``terminated`` as :func:`episode_ended` says for ``game``.
 
     :param env: ``gym.make(env_id, frameskip=1, repeat_action_probability=0.0, ...)``.
     :param frameskip: ALE frames per agent step.
     :param repeat_action_probability: the per-frame chance of repeating the previous action.
+    :param game: the game whose episodes this env plays (None: episodes end at ALE's game over only).
     """
 
-    def __init__(self, env: gym.Env, frameskip: int = 4, repeat_action_probability: float = 0.25) -> None:
+    def __init__(
+        self, env: gym.Env, frameskip: int = 4, repeat_action_probability: float = 0.25, game: Game | None = None
+    ) -> None:
         super().__init__(env)
         atari = env.unwrapped
         if atari._frameskip != 1 or atari.ale.getFloat("repeat_action_probability") != 0.0:
@@ -52,6 +72,7 @@ class Emulator(gym.Wrapper):
         self.ale = atari.ale
         self.frameskip = frameskip
         self.repeat_action_probability = float(repeat_action_probability)
+        self.game = game
         self._action_set = list(atari._action_set)
         self._applied = self._action_set[0]
         self._rng = np.random.default_rng()
@@ -83,7 +104,11 @@ class Emulator(gym.Wrapper):
         reward = self.act(int(action))
         ale = self.ale
         info = {"lives": ale.lives(), "episode_frame_number": ale.getEpisodeFrameNumber()}
-        return ale.getScreenRGB(), reward, ale.game_over(with_truncation=False), ale.game_truncated(), info
+        return ale.getScreenRGB(), reward, self.terminated(), ale.game_truncated(), info
+
+    def terminated(self, state: GameState | None = None) -> bool:
+        """Is the episode over now? (:func:`episode_ended` for this env's game; ``state``: the current one, if read)"""
+        return episode_ended(self.game, self.ale, state)
 
     # --- exact what-ifs -------------------------------------------------------------------------
     def snapshot(self) -> Snapshot:
@@ -109,7 +134,8 @@ class Emulator(gym.Wrapper):
     ) -> int | None:
         """Simulate ``first_action``, then ``then(state)``, for ``horizon`` agent steps in all.
 
-        Returns the step (0-based) of the first catastrophe, or None. The emulator is restored
+        Returns the step (0-based) of the first catastrophe, or None. The simulation stops where the
+        episode ends (:func:`episode_ended` for ``game``, or ALE's frame limit). The emulator is restored
         exactly afterwards: the real next step is the one simulated.
         """
         snapshot = self.snapshot()
@@ -121,7 +147,7 @@ class Emulator(gym.Wrapper):
                 after = self.state(game.needs_frame)
                 if game.is_catastrophe(before, after):
                     return step
-                if self.ale.game_over() or then is None:
+                if then is None or self.ale.game_truncated() or episode_ended(game, self.ale, after):
                     return None
                 action, before = then(after), after
             return None

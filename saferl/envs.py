@@ -19,13 +19,14 @@ def make_ale_env(game: Game, seed: int | None = None, **overrides: Any) -> Emula
 
     Observations are RGB frames (210x160x3). ``overrides`` replace the game's ``env_kwargs``
     (for example ``repeat_action_probability=0.0``). Frameskip and sticky actions are applied by
-    :class:`~saferl.emulator.Emulator`, so that look-ahead can replay them exactly.
+    :class:`~saferl.emulator.Emulator`, so that look-ahead can replay them exactly; episodes end where
+    the game says (:meth:`~saferl.games.Game.episode_over`) as well as at ALE's game over.
     """
     kwargs = {**game.env_kwargs, **overrides}
     frameskip = kwargs.pop("frameskip", 4)
     sticky = kwargs.pop("repeat_action_probability", 0.25)
     atari = gym.make(game.env_id, frameskip=1, repeat_action_probability=0.0, obs_type="rgb", **kwargs)
-    env = Emulator(atari, frameskip=frameskip, repeat_action_probability=sticky)
+    env = Emulator(atari, frameskip=frameskip, repeat_action_probability=sticky, game=game)
     if seed is not None:
         env.reset(seed=seed)
         env.action_space.seed(seed)

@@ -155,7 +155,7 @@ class EnvSlot:
         arrays["reward"][i] = self.emulator.act(action)
         before, self.state = self.state, GameState.from_ale(ale, with_frame=self.game.needs_frame)
         arrays["catastrophe"][i] = self.game.is_catastrophe(before, self.state)
-        terminated, truncated = ale.game_over(with_truncation=False), ale.game_truncated()
+        terminated, truncated = self.emulator.terminated(self.state), ale.game_truncated()
         arrays["terminated"][i], arrays["truncated"][i] = terminated, truncated
         self._write_state("")
         self._observe(arrays["obs"][i])

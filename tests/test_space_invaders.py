@@ -190,30 +190,76 @@ def test_blocking_rule_lets_no_catastrophe_through():
     assert blocks > 0
 
 
-def test_ram_and_pixel_detectors_agree():
-    """Every RAM catastrophe is seen in the pixels at the same step; pixel false alarms are rare.
+ENEMY_SHOT_Y, ENEMY_SHOT_X = (81, 82), (83, 84)  # RAM of the two enemy shots (246 = none)
+NO_SHOT = 246
+ENEMY_SHOT_AT_BARRIERS = range(70, 82)  # enemy shot y (RAM) while it crosses the barriers' rows
+SHIP_X = 28
+AGREEMENT_SEEDS, AGREEMENT_STEPS = (0, 2, 6), 3400  # 10,200 steps, with both kinds of excluded steps
 
-    The pixels cannot be exact: v5 frames never show the enemies' shots, so an enemy shot wiping out
-    a thin barrier column next to the ship looks like the player's (4 in 40,000 measured steps).
+
+def _enemy_shots_ended_at_barriers(before: np.ndarray, after: np.ndarray) -> list[int]:
+    """x (RAM) of the enemy shots that fly in the barriers' rows at ``before`` and no longer fly at ``after``.
+
+    The two RAM slots may swap: a shot flies on when a slot of ``after`` holds its x at a greater y.
     """
-    env, ale = _env(seed=7, sticky=True)
-    rng = np.random.default_rng(7)
-    state = _snapshot(ale)
-    steps = 4000
-    ram_only = pixel_only = both = 0
-    for _ in range(steps):
-        _, _, terminated, truncated, _ = env.step(int(rng.integers(6)))
-        after = _snapshot(ale)
-        ram = SPACE_INVADERS.is_catastrophe(state, after)
-        pixels = pixel_shot_hits_barrier(state.frame, after.frame)
-        both += ram and pixels
-        ram_only += ram and not pixels
-        pixel_only += pixels and not ram
-        state = after
-        if terminated or truncated:
-            env.reset()
-            state = _snapshot(ale)
-    print(f"RAM and pixels: {both} both, {ram_only} RAM only, {pixel_only} pixels only in {steps} steps")
-    assert both > 50
-    assert ram_only == 0
-    assert pixel_only <= steps // 1000
+    ended = []
+    for y_slot, x_slot in zip(ENEMY_SHOT_Y, ENEMY_SHOT_X):
+        y, x = int(before[y_slot]), int(before[x_slot])
+        if y not in ENEMY_SHOT_AT_BARRIERS:
+            continue
+        slots = zip(ENEMY_SHOT_Y, ENEMY_SHOT_X)
+        if not any(after[ys] != NO_SHOT and after[ys] > y and after[xs] == x for ys, xs in slots):
+            ended.append(x)
+    return ended
+
+
+def _unseen_by_v5_frames(before: GameState, after: GameState) -> bool:
+    """The steps whose barrier pixels v5 frames cannot attribute (see the test below)."""
+    column = int(before.ram[SHIP_X]) + 3  # the player's shot column
+    enemy_shot = any(column - 1 <= x <= column + 5 for x in _enemy_shots_ended_at_barriers(before.ram, after.ram))
+    vanished = _barrier_pixels(before.frame).any() and not _barrier_pixels(after.frame).any()
+    return enemy_shot or vanished
+
+
+def test_ram_and_pixel_detectors_agree():
+    """On 10,200 random steps (seeds 0, 2, 6; sticky actions 0.25) every RAM catastrophe is a pixel one at the
+    same step, and every pixel one is a RAM one except on the steps v5 frames cannot judge, which are:
+
+    * an enemy shot ends in the barriers' rows (its RAM y, 70-81, goes to 246) with x within -1..+5 of the
+      player's shot column ``ram[28] + 3``. It eats barrier columns x-3..x-1, which overlap the columns the
+      player's shot can leave from (within 2 px of that column); v5 frames (each step's 4th, an even frame)
+      never show enemy shots, which are drawn on odd frames, so a lost lowest barrier pixel there looks like
+      the player's shot.
+    * the step on which every barrier pixel vanishes: the invaders come down to the barriers' rows and the
+      game stops drawing the barriers (RAM 43-69 unchanged), so the lowest pixel of every column is lost.
+
+    Measured on 80,000 steps (seeds 0-15 x 5,000): 2,024 RAM catastrophes, all seen in the pixels; 13 pixel
+    false alarms, all on such steps (473 steps, 0.6 %: 461 enemy shots, 12 vanishings).
+    """
+    both = excluded = excluded_false_alarms = 0
+    steps = len(AGREEMENT_SEEDS) * AGREEMENT_STEPS
+    for seed in AGREEMENT_SEEDS:
+        env, ale = _env(seed=seed, sticky=True)
+        rng = np.random.default_rng(seed)
+        state = _snapshot(ale)
+        for step in range(AGREEMENT_STEPS):
+            _, _, terminated, truncated, _ = env.step(int(rng.integers(6)))
+            after = _snapshot(ale)
+            ram = SPACE_INVADERS.is_catastrophe(state, after)
+            pixels = pixel_shot_hits_barrier(state.frame, after.frame)
+            assert pixels or not ram, f"seed {seed} step {step}: a RAM catastrophe the pixels do not show"
+            if _unseen_by_v5_frames(state, after):
+                excluded += 1
+                excluded_false_alarms += pixels and not ram
+            else:
+                assert ram == pixels, f"seed {seed} step {step}: a pixel false alarm"
+            both += ram and pixels
+            state = after
+            if terminated or truncated:
+                env.reset()
+                state = _snapshot(ale)
+        env.close()
+    print(f"{both} catastrophes in {steps} steps; {excluded} steps excluded, {excluded_false_alarms} false alarms")
+    assert both > 150
+    assert excluded < steps // 100
+    assert excluded_false_alarms >= 1, "the seeds hold steps the frames cannot judge (5 measured)"

@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 
+import gymnasium as gym
 import numpy as np
 import pytest
 
@@ -75,6 +76,37 @@ def test_shared_envs_step_as_the_in_process_ones(game, sticky):
     finally:
         shared.close()
         dummy.close()
+
+
+@pytest.mark.parametrize("backend", ["dummy", "shared"])
+@pytest.mark.parametrize("game", [PONG, SPACE_INVADERS], ids=["pong", "space_invaders"])
+def test_episodes_end_exactly_where_ales_own_env_ends_them(game, backend):
+    """Pong and Space Invaders add no end of their own: random play on two envs (the shared backend steps the
+    second in a worker) ends on the step ``gymnasium.make(env_id)`` with the same settings says terminated."""
+    venv = make_vec_env(game, n_envs=2, seed=0, backend=backend, repeat_action_probability=0.0).venv
+    raws = [gym.make(game.env_id, frameskip=4, repeat_action_probability=0.0, full_action_space=False)
+            for _ in range(2)]
+    try:
+        venv.reset()
+        for seed, raw in enumerate(raws):
+            raw.reset(seed=seed)
+        rng = np.random.default_rng(0)
+        running, steps = [True, True], 0
+        while any(running):
+            actions = rng.integers(venv.action_space.n, size=2)
+            _, _, dones, infos = venv.step(actions)
+            steps += 1
+            for i, raw in enumerate(raws):
+                if running[i]:
+                    _, _, terminated, truncated, _ = raw.step(int(actions[i]))
+                    assert np.array_equal(infos[i]["game_state"].ram, raw.unwrapped.ale.getRAM()), "the same game"
+                    assert dones[i] == terminated and not truncated, f"env {i} step {steps}"
+                    running[i] = not terminated
+        assert steps > 300, "whole games were played"
+    finally:
+        venv.close()
+        for raw in raws:
+            raw.close()
 
 
 def test_scripted_oversight_on_shared_envs_blocks_every_catastrophe():

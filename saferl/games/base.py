@@ -59,6 +59,7 @@ class Game:
     :param lookahead_horizon: agent steps the look-ahead overseer simulates (long enough to see a
         catastrophe coming while a safe action can still avoid it).
     :param env_kwargs: keyword arguments for ``gymnasium.make`` (frameskip, sticky actions, ...).
+    :param episode_ends_text: when an episode ends, in words (see :meth:`episode_over`).
     """
 
     name: str
@@ -70,6 +71,7 @@ class Game:
     env_kwargs: Mapping[str, Any] = field(
         default_factory=lambda: {"frameskip": 4, "repeat_action_probability": 0.25, "full_action_space": False}
     )
+    episode_ends_text: str = "terminated at ALE's game over; truncated at ALE's frame limit (108,000 frames unless set)"
 
     # --- the rules; each game overrides them -------------------------------------------------
     def is_catastrophe(self, before: GameState, after: GameState) -> bool:
@@ -88,6 +90,14 @@ class Game:
         """Regions of the frame to draw as dangerous in the oversight window."""
         return []
 
+    def episode_over(self, state: GameState) -> bool:
+        """Does the episode end (``terminated``) at ``state`` although ALE's game goes on?
+
+        Read from RAM and lives only (``state.frame`` may be None). Every env backend and every simulation
+        ends episodes through :func:`saferl.emulator.episode_ended`, which asks this after ALE's game over.
+        """
+        return False
+
     def describe(self) -> dict[str, Any]:
         """The game's definitions as plain data (for ``saferl games``)."""
         return {
@@ -95,6 +105,7 @@ class Game:
             "env_id": self.env_id,
             "catastrophe": self.catastrophe_text,
             "blocking_rule": self.blocking_rule_text,
+            "episode_ends": self.episode_ends_text,
             "reads_pixels": self.needs_frame,
             "env_kwargs": dict(self.env_kwargs),
             "danger_zones": [vars(zone) for zone in self.danger_zones()],

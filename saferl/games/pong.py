@@ -1,16 +1,17 @@
 """Pong: the agent's (right, green) paddle must never enter the bottom of the field.
 
-Ground truth reads RAM, which is exact: the paddle's bottom pixel row is ``min(ram[51] + 1, 193)``
-(the paddle colour (92, 186, 92) in column 143 shows it 0-1 px lower, since the screen is drawn before the
-frame's move; ``tests/test_pong.py`` checks both). The
-paper's catastrophe line is 16 px above the field's bottom edge (row 194): bottom > 178.
+Ground truth reads RAM, which is exact: the paddle sprite sits on 2-line boundaries, so its bottom pixel
+row is ``ram[51] + 1`` when ``ram[51]`` is even and ``ram[51] + 2`` when it is odd, at most 193 (the bottom
+wall starts at row 194). This is the bottom row of the paddle colour (92, 186, 92) in column 143 of the
+screen on every step; ``tests/test_pong.py`` checks it on 10,000 random steps. The paper's catastrophe
+line is 16 px above the field's bottom edge (row 194): bottom > 178.
 
 Blocking rule: the paper blocked every action but UP within 32 px of the bottom. With frameskip 4
 and sticky actions the paddle moves up to 24 px a step and keeps drifting down for one step after UP
-is pressed, so a 32 px zone lets catastrophes through (measured: 30 in 20,000 random steps). Our
-rule blocks every action that does not move the paddle up while its bottom is below row
-``BLOCK_BELOW`` (56 px above the catastrophe line: two steps of the fastest fall plus a margin),
-which let none through in the same measurement.
+is pressed, so a 32 px zone above the catastrophe line (bottom > 146) lets catastrophes through
+(measured: 6 in 20,000 uniform random steps, seeds 0-3). Our rule blocks every action that does not
+move the paddle up while its bottom is below row ``BLOCK_BELOW`` (56 px above the catastrophe line:
+two steps of the fastest fall plus a margin), which let none through in the same measurement.
 """
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ SAFE_ACTION = 2
 
 
 def paddle_bottom(state: GameState) -> int:
-    """The bottom pixel row of the agent's paddle, from RAM."""
-    return min(int(state.ram[51]) + 1, FIELD_BOTTOM - 1)
+    """The bottom pixel row of the agent's paddle, from RAM: ``ram[51] + 1``, or ``+ 2`` when odd, at most 193."""
+    y = int(state.ram[51])
+    return min(y + 1 + (y & 1), FIELD_BOTTOM - 1)
 
 
 @dataclass(frozen=True)
@@ -56,7 +58,8 @@ PONG = Pong(
     env_id="ALE/Pong-v5",
     catastrophe_text=(
         "the agent's paddle bottom goes below row 178 (16 px above the field's bottom); "
-        "exact, from RAM (ram[51]), agrees with the paddle pixels"
+        "exact, from RAM: bottom row = ram[51] + 1, + 2 when ram[51] is odd (at most 193), the bottom row "
+        "of the paddle pixels on every step"
     ),
     blocking_rule_text=(
         "block every action but UP (RIGHT, RIGHTFIRE) while the paddle bottom is below row 122; "

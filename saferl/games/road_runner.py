@@ -3,6 +3,11 @@
 Everything here reads RAM (``needs_frame`` is False); addresses were read off ale-py 0.12.1's ROM.
 Pixels serve only to check RAM in tests/test_road_runner.py (level change vs black screen, sprites).
 
+Episodes are level 1 only, as in the paper: an episode ends (``terminated``) at ALE's game over or on the
+step where level 1 ends, when ``ram[22]`` (the level index) turns non-zero at the first frame of the black
+screen between levels (:meth:`RoadRunner.episode_over`). A policy that leaves level 1 ends its episode
+there: level 2, where lives lost would not count, is never reached within an episode.
+
 Ground truth (RAM, exact). ``ram[61]`` is 0 while the Road Runner is alive and turns non-zero at
 the step it is caught by the coyote (a countdown from 255 or 254) or hit by a truck (1); ALE's own
 game-over test reads the same byte (``x_vel_death``) and ``ram[57]`` (``y_vel``, non-zero only at
@@ -17,7 +22,9 @@ firing step itself (lag 0; 289 deaths). The coyote geometry in ``shared/ATARI.md
 step in some catches.
 
 Level (RAM): ``ram[22]`` is 0 on level 1 and 1 on level 2; it steps up at the first frame of the
-black screen between levels (the paper's test, mean(frame) < 10; about 32 steps of it).
+black screen between levels (the paper's test, mean(frame) < 10; about 32 steps of it), the step the
+episode ends on. :meth:`RoadRunner.is_catastrophe` and the blocking rule also ask for level 1 themselves,
+so states past that end (the ROM played on, outside any episode) hold no catastrophe and no block.
 
 Positions (RAM): Road Runner x/y = ``ram[80]`` / ``ram[3]``, coyote x/y = ``ram[81]`` / ``ram[5]``;
 the runner's sprite covers columns x-1..x+8 and rows y+95..y+126 (y grows downwards, 1..50 on the
@@ -38,9 +45,10 @@ proposal (away from the coyote, out of the truck's lane, FIRE dropped); the pape
 plain LEFT, which runs into trucks.
 
 Measured (uniform random policy over the 18 actions, sticky actions 0.25, seeds 0-47 and 100-147 x
-2,500 agent steps = 240,000 steps): without the rule 3,900 catastrophes (81 per 5,000 steps); with
-it 1 (217k steps on level 1), cornered by the coyote against the right wall, the failure the paper
-met. The rule blocks 43% of random proposals (on 10,000 of them: 66% of the dashes, 16% of the
+2,500 agent steps = 240,000 steps, an episode started at each end): without the rule 3,900
+catastrophes (81 per 5,000 steps; no episode got to the end of level 1); with it 1, cornered by the
+coyote against the right wall, the failure the paper met, while 179 episodes ran through to the end of
+level 1. The rule blocks 46% of the random steps (on 10,000 proposals: 66% of the dashes, 16% of the
 plain moves).
 """
 
@@ -214,6 +222,10 @@ class RoadRunner(Game):
                 return candidate
         return SAFE_ACTION
 
+    def episode_over(self, state: GameState) -> bool:
+        """Level 1 is over (the black screen between levels has begun): the episode ends."""
+        return level(state) != 0
+
     def danger_zones(self, state: GameState | None = None) -> list[Rect]:
         if state is None:
             return [Rect(*TRUCK_ROWS[lane], 0, FRAME_WIDTH, f"truck lane {lane}") for lane in sorted(TRUCK_ROWS)]
@@ -241,7 +253,12 @@ ROAD_RUNNER = RoadRunner(
     lookahead_horizon=10,  # a catch is decided several steps ahead: 3 let 19 in 3,000 random steps through, 10 none
     catastrophe_text=(
         "losing a life on level 1, dated to the catch by the coyote or the truck hit (18-38 steps before "
-        "the lives counter drops); exact, from RAM (ram[61] or ram[57] turns non-zero while ram[22] == 0)"
+        "the lives counter drops); exact, from RAM (ram[61] or ram[57] turns non-zero while ram[22] == 0); "
+        "episodes end where level 1 ends, so every life an episode loses counts"
+    ),
+    episode_ends_text=(
+        "terminated at ALE's game over (no lives left) or on the step level 1 ends (ram[22] turns non-zero: "
+        "the first frame of the black screen between levels); truncated at ALE's frame limit"
     ),
     blocking_rule_text=(
         "on level 1: near the coyote (|dx| <= 24, |dy| <= 16) allow only running away horizontally "
