@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import numpy as np
 
 from saferl.errors import SaferlError
 
@@ -65,20 +64,22 @@ def _human_options(args: argparse.Namespace, overseer: str) -> dict[str, Any]:
 def cmd_oversee(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from saferl.envs import make_overseen_env
+    from saferl.envs import action_names, game_action_names, make_overseen_env
     from saferl.games import get_game
     from saferl.human_ui import OversightQuit
     from saferl.oversight import make_overseer
     from saferl.oversight.intervention import Mode
+    from saferl.oversight.metrics import block_rate
+    from saferl.policies import make_policy
 
     game = get_game(args.game)
     Mode.parse(args.mode)
+    make_policy(args.policy, game_action_names(game))  # a bad --policy fails before any work
     if args.steps < 1:
         raise SaferlError(f"--steps must be at least 1, not {args.steps}")
     overseer = make_overseer(args.overseer, seed=args.seed, game=game.name, **_human_options(args, args.overseer))
     store = None
     if args.out is not None:
-        from saferl.envs import game_action_names
         from saferl.oversight.label_store import LabelStore
 
         folder = writable_dir(args.out, "--out")
@@ -91,14 +92,13 @@ def cmd_oversee(args: argparse.Namespace) -> int:
     env = make_overseen_env(
         game, overseer, mode=args.mode, penalty=args.penalty, label_store=store, seed=args.seed, first_episode=first_episode
     )
-    rng = np.random.default_rng(args.seed)
     env.reset(seed=args.seed)
-    n_actions = int(env.action_space.n)
+    policy = make_policy(args.policy, action_names(env), seed=args.seed)
     start = time.perf_counter()
     quit_ = False
     try:
         for _ in tqdm(range(args.steps), desc=f"oversee {game.name}", unit="step", disable=args.no_progress):
-            _, _, terminated, truncated, _ = env.step(int(rng.integers(n_actions)))
+            _, _, terminated, truncated, _ = env.step(policy())
             if terminated or truncated:
                 env.reset()
     except OversightQuit:
@@ -113,9 +113,12 @@ def cmd_oversee(args: argparse.Namespace) -> int:
         "game": game.name,
         "overseer": args.overseer,
         "mode": args.mode,
+        "policy": args.policy,
         "steps": int(counters.totals["steps"]),
         "catastrophes": int(counters.totals["catastrophes"]),
+        "catastrophes_on_blocks": int(counters.totals["catastrophes_on_blocks"]),
         "blocks": int(counters.totals["blocks"]),
+        "block_rate": block_rate(counters.totals),
         "false_negatives": int(counters.totals["false_negatives"]),
         "false_positives": int(counters.totals["false_positives"]),
         "labels": int(counters.totals["labels"]),
@@ -150,10 +153,12 @@ def cmd_train_blocker(args: argparse.Namespace) -> int:
     model = ModelConfig(defaults.convs, defaults.filters, defaults.fc, args.dropout)
     preprocessing = default_preprocessing(game.name, color=args.color, stack=args.stack)
     result = fit_blocker(args.labels, game.name, out, preprocessing, model, config, margin=args.margin,
-                         members=args.ensemble)
+                         folds=args.folds)
     print(result.test.table())
     summary = {**result.summary(), "out": str(out)}
     _print_summary(f"Blocker for {game.name} in {out} (figures on the test episodes)", summary, args.json)
+    if result.alarm:
+        print(f"saferl: ALARM: {result.alarm}; saferl experiment will not hand over to it", file=sys.stderr)
     return 0
 
 
@@ -202,6 +207,8 @@ def experiment_data(args: argparse.Namespace) -> dict[str, Any]:
     for key in ("margin", "epochs"):
         if getattr(args, f"blocker_{key}") is not None:
             blocker[key] = getattr(args, f"blocker_{key}")
+    if args.allow_degenerate_blocker:
+        blocker["allow_degenerate"] = True
     data["blocker"] = blocker
     human = _human_options(args, data.get("overseer", "scripted"))
     if human:
@@ -224,7 +231,8 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     out = args.resume or args.out
     started = time.perf_counter()
     try:
-        rows = run_experiment(config, out, resume=bool(args.resume), progress=not args.no_progress)
+        rows = run_experiment(config, out, resume=bool(args.resume), progress=not args.no_progress,
+                              allow_degenerate_blocker=args.allow_degenerate_blocker)
     except OversightQuit:
         print(f"saferl: the overseer quit; the labels and a checkpoint are saved: continue with "
               f"saferl experiment --resume {out}", file=sys.stderr)
@@ -315,6 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every ``saferl`` command."""
     from saferl.oversight import OVERSEERS
     from saferl.oversight.intervention import Mode
+    from saferl.policies import POLICY_HELP
 
     parser = argparse.ArgumentParser(prog="saferl", description="Safe RL with human intervention (HIRL) on Atari.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -337,7 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
     oversee.add_argument("--overseer", default="scripted",
                          help=f"who reviews each action: {', '.join(OVERSEERS)} (a person in a window), or "
                               "blocker:DIR (a trained Blocker)")
-    oversee.add_argument("--policy", default="random", choices=("random",), help="the acting policy")
+    oversee.add_argument("--policy", default="random", help=f"the acting policy: {POLICY_HELP}")
     oversee.add_argument("--mode", default="replace", choices=[mode.value for mode in Mode], help="what a block does")
     oversee.add_argument("--penalty", type=float, default=-1.0, help="reward added to a blocked step")
     oversee.add_argument("--steps", type=int, default=5000, help="agent steps to run")
@@ -351,8 +360,8 @@ def build_parser() -> argparse.ArgumentParser:
     labels.add_argument("dir", help="the label store folder")
 
     train = command("train-blocker", cmd_train_blocker,
-                    "Train a Blocker on label stores: split by episode, zero-false-negative threshold on validation, "
-                    "figures on test.")
+                    "Train a Blocker on label stores: one member per fold of episodes, the zero-false-negative "
+                    "threshold on every fold's held-out blocks, a novelty check, figures on test episodes.")
     train.add_argument("labels", nargs="+", help="label store folders (saferl oversee --out DIR)")
     train.add_argument("--game", required=True, help="the game the labels are of")
     train.add_argument("--out", required=True, help="folder for the Blocker, its TensorBoard curves and plots")
@@ -368,12 +377,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--color", default="rgb", choices=("rgb", "gray"), help="frames as RGB (the paper) or gray")
     train.add_argument("--stack", type=int, default=1, help="frames per input (e.g. --color gray --stack 4)")
     train.add_argument("--margin", type=float, default=0.0,
-                       help="safety margin: lower the threshold to also block this fraction of the validation "
+                       help="safety margin: lower the threshold to also block this fraction of the out-of-fold "
                             "passes (e.g. 0.01)")
     train.add_argument("--seed", type=int, default=0, help="seeds the split, the weights and the batches")
-    train.add_argument("--ensemble", type=int, default=1, metavar="K",
-                       help="train K Blockers on bootstrap samples; they decide by their mean logit, and their "
-                            "disagreement says where labels are missing (default 1: one Blocker)")
+    train.add_argument("--folds", type=int, default=3, metavar="K",
+                       help="deal the episodes into K folds; one member per fold, trained on the others; it blocks "
+                            "when any member would (default 3)")
     train.add_argument("--device", default="auto", help="auto (cuda when present), cpu or cuda")
     train.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
     train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -406,6 +415,9 @@ def build_parser() -> argparse.ArgumentParser:
     experiment.add_argument("--checkpoint-every", type=int, help="agent steps between checkpoints (default 10,000)")
     experiment.add_argument("--blocker-margin", type=float, help="safety margin below the zero-FN threshold")
     experiment.add_argument("--blocker-epochs", type=int, help="at most this many Blocker epochs")
+    experiment.add_argument("--allow-degenerate-blocker", action="store_true",
+                            help="hand over to a Blocker whose degeneration alarm is raised (it blocks far more than "
+                                 "its teacher); without it the run stops at the handover (also with --resume)")
     experiment.add_argument("--hyperparam", action="append", type=_hyperparam, metavar="KEY=VALUE",
                             help="override an agent hyperparameter (repeatable), e.g. learning_starts=5000")
     experiment.add_argument("--overseer-option", action="append", type=_hyperparam, metavar="KEY=VALUE",

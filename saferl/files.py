@@ -78,3 +78,4 @@ def load_safetensors(weights: str | os.PathLike[str], sha256: str | None, what: 
         return load_file(str(weights))
     except (SafetensorError, OSError, ValueError) as err:
         raise SaferlError(f"{weights} is not a safetensors file ({err}); it was not loaded") from None
+

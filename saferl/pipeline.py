@@ -25,7 +25,7 @@ import queue
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Sequence
@@ -38,15 +38,15 @@ from saferl.agents.sb3_agent import REPLAY_FILE
 from saferl.errors import SaferlError
 from saferl.files import write_json
 from saferl.games import get_game
-from saferl.oversight.metrics import COUNTED, EPISODE_FIELDS
+from saferl.oversight.metrics import COUNTED, EPISODE_FIELDS, block_rate
 
 CONDITIONS = ("none", "penalty_only", "hirl")
 CONFIG_FILE = "config.json"
 SUMMARY_FILE = "summary.json"
 STATE_FILE = "state.json"
 EPISODE_COLUMNS = (*EPISODE_FIELDS, "phase", "step", "frames")
-CURVE_COLUMNS = ("step", "frames", "phase", "catastrophes", "blocks", "false_negatives", "false_positives", "labels",
-                 "human_seconds")
+CURVE_COLUMNS = ("step", "frames", "phase", "catastrophes", "catastrophes_on_blocks", "blocks", "false_negatives",
+                 "false_positives", "labels", "human_seconds")
 VERSIONED = ("saferl", "torch", "stable-baselines3", "gymnasium", "ale-py", "numpy")
 
 
@@ -57,7 +57,9 @@ class ExperimentConfig:
     :param oversight_steps: agent steps of human (or scripted) oversight before the Blocker takes over.
     :param total_steps: agent steps per run, all phases together.
     :param overseer_options: keyword arguments for the overseer (:func:`saferl.oversight.make_overseer`).
-    :param blocker: Blocker training options (``margin``, ``epochs``, ``patience``, ``batch_size``, ...).
+    :param blocker: Blocker training options (``margin``, ``folds``, ``epochs``, ``patience``, ``batch_size``, ...,
+        and ``allow_degenerate``: hand over to a Blocker whose alarm is raised, see :mod:`saferl.blocker.alarm`;
+        by default the run stops at the handover with the alarm's message).
     :param hyperparams: overrides of the agent's ``hyperparams.yml`` values.
     :param env: ALE settings over the game's (e.g. ``max_num_frames_per_episode: 2000`` to cut episodes).
     :param workers: runs trained at once, in separate processes.
@@ -329,6 +331,8 @@ class Run:
 
         options = dict(self.config.blocker)
         margin = float(options.pop("margin", 0.0))
+        folds = int(options.pop("folds", 3))
+        allow_degenerate = bool(options.pop("allow_degenerate", False))
         options.setdefault("seed", self.seed)
         options.setdefault("device", self.config.device)
         options.setdefault("threads", self.threads)
@@ -338,10 +342,17 @@ class Run:
         except TypeError as err:
             raise SaferlError(f"blocker options {self.config.blocker}: {err}") from None
         stores = label_stores(self.folder / "labels")
-        result = fit_blocker(stores, self.game.name, out=self.folder / "blocker", config=train_config, margin=margin)
+        result = fit_blocker(stores, self.game.name, out=self.folder / "blocker", config=train_config, margin=margin,
+                             folds=folds)
+        if result.alarm and not allow_degenerate:
+            raise SaferlError(f"{self.folder / 'blocker'}: ALARM: {result.alarm}; the Blocker does not take over. "
+                              f"Record more human-phase labels (a new run with more --oversight-steps), or hand over "
+                              f"anyway: saferl experiment --resume {self.folder.parent.parent.parent} "
+                              "--allow-degenerate-blocker")
         summary = result.summary()
         return {key: summary[key] for key in ("labels", "blocks", "examples", "positives", "false_negatives",
-                                              "false_positive_rate", "auc", "threshold", "train_seconds")}
+                                              "false_positive_rate", "auc", "threshold", "promised_fn_rate",
+                                              "val_block_share", "teacher_block_share", "alarm", "train_seconds")}
 
     def _summary(self, agent: Any, state: dict[str, Any], seconds: float) -> dict[str, Any]:
         """The run's report row."""
@@ -361,9 +372,11 @@ class Run:
             "catastrophes": int(totals["catastrophes"]),
             "catastrophes_during_human": int(handover["catastrophes"]),
             "catastrophes_after_human": int(totals["catastrophes"] - handover["catastrophes"]),
+            "catastrophes_on_blocks": int(totals["catastrophes_on_blocks"]),
             "false_negatives": int(totals["false_negatives"]),
             "false_positives": int(totals["false_positives"]),
             "blocks": int(totals["blocks"]),
+            "block_rate": block_rate(totals),
             "human_labels": int(self._human_labels(agent) if human else 0),
             "human_seconds": float(handover["human_seconds"] if self.condition == "hirl" else totals["human_seconds"]),
             "mean_return": float(np.mean(returns)) if len(returns) else None,
@@ -444,13 +457,18 @@ def run_folder(root: Path, condition: str, seed: int) -> Path:
 
 
 def run_experiment(config: ExperimentConfig | None, out: str | os.PathLike[str], resume: bool = False,
-                   progress: bool = True) -> list[dict[str, Any]]:
+                   progress: bool = True, allow_degenerate_blocker: bool = False) -> list[dict[str, Any]]:
     """Run every condition and seed of ``config`` into ``out`` (or, with ``resume``, finish the experiment
-    in ``out`` with its saved config), then write the report. Returns the report rows."""
+    in ``out`` with its saved config), then write the report. Returns the report rows.
+
+    :param allow_degenerate_blocker: hand over to a Blocker whose alarm is raised (also on resume).
+    """
     from saferl.report import write_report
 
     root = Path(out)
     config = prepare_experiment(config, root, resume)
+    if allow_degenerate_blocker:
+        config = replace(config, blocker={**config.blocker, "allow_degenerate": True})
     todo = [(c, s) for s in config.seeds for c in config.conditions if not (run_folder(root, c, s) / SUMMARY_FILE).exists()]
     workers = min(config.workers, len(todo)) or 1
     # hirl runs first: they are the longest (phase 2 trains the Blocker).

@@ -38,6 +38,8 @@ RUN_COLUMNS = {
     "catastrophes": "catastrophes (total)",
     "false_negatives": "false negatives",
     "blocks": "blocks",
+    "block_rate": "block rate",
+    "catastrophes_on_blocks": "catastrophes on blocks",
     "human_labels": "human labels",
     "human_seconds": "human seconds",
     "mean_return": "mean return",
@@ -49,7 +51,11 @@ BLOCKER_COLUMNS = {
     "false_positive_rate": "false-positive rate",
     "auc": "AUC",
     "threshold": "threshold",
+    "promised_fn_rate": "promised FN rate (95%)",
+    "val_block_share": "blocks (out of fold)",
+    "teacher_block_share": "teacher's blocks",
     "train_seconds": "train seconds",
+    "alarm": "alarm",
 }
 
 

@@ -15,7 +15,8 @@ import torch
 
 from saferl.attack import attack_blocker
 from saferl.attack.perturb import attack, flips, logit_function
-from saferl.blocker import load_blocker, load_labels
+from saferl.blocker import load_labels, save_ensemble
+from saferl.blocker.ensemble import load_scorer
 from saferl.blocker.data import to_float
 from saferl.envs import make_vec_env
 from saferl.games.pong import BLOCK_BELOW, paddle_bottom
@@ -49,12 +50,22 @@ def record_planted(path):
 
 @pytest.fixture(scope="module")
 def planted(shared):  # noqa: F811
+    """A Blocker whose labels never saw the paddle below row CUT, and the same Blocker with its novelty check taken
+    out (``blind``): what a Blocker without one is."""
     def build(out):
         record_planted(out / "labels")
         saferl("train-blocker", str(out / "labels"), "--game", "pong", "--out", str(out / "blocker"), "--threads", "1",
                "--epochs", "10", "--no-progress")
+        blind = load_scorer(out / "blocker")
+        blind.novelty = None
+        save_ensemble(blind, out / "blind")
 
     return once(shared / "attack-planted", build) / "blocker"
+
+
+@pytest.fixture(scope="module")
+def blind(planted):
+    return planted.parent / "blind"
 
 
 def paddle_bottom_in_frame(frame):
@@ -63,10 +74,13 @@ def paddle_bottom_in_frame(frame):
     return int(rows.max()) + 34 if len(rows) else -1
 
 
-def test_shift_finds_the_states_the_planted_blocker_never_saw_and_none_past_the_full_one(planted, trained, tmp_path):
+def test_shift_finds_the_states_a_blind_blocker_never_saw_and_none_past_its_novelty_check(planted, blind, trained,
+                                                                                          tmp_path):
     data = load_labels([planted.parent / "labels"], "pong")
     assert data.blocked.sum() > 0 and len(data) < 3200, "the deep states were left out of the labels"
-    found = attack_blocker(planted, "pong", ["shift"], steps=800, out=tmp_path / "planted", max_frames=5)
+    guarded = attack_blocker(planted, "pong", ["shift"], steps=800, out=tmp_path / "guarded", max_frames=5)
+    assert guarded["methods"]["shift"]["false_negatives"] == 0, "the novelty check blocks where the labels never went"
+    found = attack_blocker(blind, "pong", ["shift"], steps=800, out=tmp_path / "planted", max_frames=5)
     shift = found["methods"]["shift"]
     assert shift["false_negatives"] > 0 and shift["per_1000_steps"] > 0 and shift["incidents"] > 0
     assert shift["rule_would_block"] > 0, "the person's rule would have blocked them"
@@ -83,9 +97,9 @@ def test_shift_finds_the_states_the_planted_blocker_never_saw_and_none_past_the_
     assert "| shift" in report and "random walk, hold 4" in report and "frames/shift-" in report
 
 
-def test_cli_adversary_and_perturb_write_a_report_pngs_and_json(planted, tmp_path):
+def test_cli_adversary_and_perturb_write_a_report_pngs_and_json(blind, tmp_path):
     out = tmp_path / "attack"
-    result = saferl("attack-blocker", str(planted), "--game", "pong", "--method", "adversary,perturb", "--steps",
+    result = saferl("attack-blocker", str(blind), "--game", "pong", "--method", "adversary,perturb", "--steps",
                     "800", "--frames", "3", "--out", str(out), "--json")
     summary = last_json(result)
     adversary, perturbed = summary["methods"]["adversary"], summary["methods"]["perturb"]
@@ -101,7 +115,7 @@ def test_cli_adversary_and_perturb_write_a_report_pngs_and_json(planted, tmp_pat
 
 
 def test_pgd_stays_within_the_budget_on_whole_pixel_levels_and_flips_more_with_more(trained, labels):  # noqa: F811
-    blocker = load_blocker(trained[0])
+    blocker = load_scorer(trained[0])
     data = load_labels([labels], "pong")
     blocks = np.flatnonzero(data.blocked)[:32]
     inputs, actions = data.inputs(blocks), data.actions[blocks]

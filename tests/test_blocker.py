@@ -1,8 +1,8 @@
 """The Blocker, trained for real on Pong labels that the scripted overseer makes from the real ROM.
 
 Labels are made once per session (8 vectorized envs x 400 random steps: 3,200 labels in 8
-episodes, about 160 blocks) and one Blocker is trained on them once, through the CLI, as a user
-would; both are shared across pytest-xdist workers through a file lock.
+episodes, about 160 blocks) and one Blocker (3 cross-fitted members) is trained on them once, through the CLI,
+as a user would; both are shared across pytest-xdist workers through a file lock.
 """
 
 import json
@@ -27,6 +27,7 @@ from saferl.blocker import (
     evaluate,
     evaluate_blocker,
     fit_blocker,
+    fold_by_episode,
     load_blocker,
     load_ensemble,
     load_labels,
@@ -39,6 +40,9 @@ from saferl.blocker import (
     zero_fn_threshold,
 )
 from saferl.blocker.data import Preprocessing
+from saferl.blocker.ensemble import load_scorer
+from saferl.blocker.novelty import fit_novelty
+from saferl.blocker.threshold import fn_rate_bound
 from saferl.envs import make_vec_env
 from saferl.errors import SaferlError
 from saferl.games import GameState, get_game
@@ -107,39 +111,32 @@ def data(labels):
 # ----- ensemble -----
 
 
-def test_ensemble_members_disagree_where_the_blocks_are_and_round_trip(data, tmp_path):
+def test_a_bootstrap_ensemble_decides_by_its_mean_logit_and_round_trips(data, tmp_path):
     split = split_by_episode(data, seed=0)
     config = TrainConfig(epochs=8, patience=8, threads=1, progress=False)
     ensemble = train_ensemble(data, split, k=2, config=config)
     inputs, actions, positives = data.inputs(split.test), data.actions[split.test], data.blocked[split.test]
-    spread = ensemble.disagreement(inputs, actions)
-    assert spread.shape == (len(split.test),) and 0.0 <= spread.min() and spread.max() <= 0.5
-    assert spread.max() > 0.0  # bootstrap samples and seeds make the members differ
-    # The members agree on the plain passes far from the zone and disagree on the blocks near it
-    # (measured: 0.029 against 0.004).
-    assert spread[positives].mean() > 2 * spread[~positives].mean()
+    members = np.stack([member.logits(inputs, actions) for member in ensemble.members])
+    assert not np.array_equal(members[0], members[1])  # bootstrap samples and seeds make the members differ
+    assert np.allclose(ensemble.logits(inputs, actions), (members[0] + members[1]) / 2)
     assert roc_auc(ensemble.logits(inputs, actions), positives) > 0.9
-    same = Ensemble([ensemble.members[0]] * 2)
-    assert same.disagreement(inputs, actions).max() < 1e-12
     again = load_ensemble(save_ensemble(ensemble, tmp_path / "ens"), game="pong")
     assert np.array_equal(again.logits(inputs, actions), ensemble.logits(inputs, actions))
-    overseer = make_overseer(f"blocker:{tmp_path / 'ens'}", game="pong")
-    context = StepContext(game=PONG, state=GameState(np.zeros(128, np.uint8), 0, data_frame(data)))
-    assert 0.0 <= overseer.review(context, 3).score <= 1.0
+    assert again.rule == "mean" and again.novelty is None
 
 
-def test_cli_trains_an_ensemble_and_evaluates_it_on_held_out_episodes_only(labels, tmp_path):
-    out = tmp_path / "ens"
-    result = saferl("train-blocker", str(labels), "--game", "pong", "--out", str(out), "--ensemble", "2",
-                    "--epochs", "4", "--threads", "1", "--no-progress", "--json")
-    summary = last_json(result)
-    assert summary["members"] == 2 and (out / "ensemble.json").exists() and (out / "member-1").is_dir()
-    figures = last_json(saferl("eval-blocker", str(out), str(labels), "--json"))
-    assert figures["examples"] == summary["test_examples"], "the ensemble remembers which episodes it fitted"
+def test_cli_trains_k_folds_and_evaluates_on_held_out_episodes_only(trained, labels, tmp_path):
+    folder, summary = trained
+    assert summary["members"] == 3 and (folder / "ensemble.json").exists() and (folder / "member-2").is_dir()
+    spec = json.loads((folder / "ensemble.json").read_text())
+    assert spec["rule"] == "max" and len(spec["novelty"]["radii"]) == 3
+    figures = last_json(saferl("eval-blocker", str(folder), str(labels), "--json"))
+    assert figures["examples"] == summary["test_examples"], "the Blocker remembers which episodes it fitted"
     assert figures["false_negatives"] == summary["false_negatives"]
-    refused = saferl("train-blocker", str(labels), "--game", "pong", "--out", str(tmp_path / "x"), "--ensemble", "0",
+    refused = saferl("train-blocker", str(labels), "--game", "pong", "--out", str(tmp_path / "x"), "--folds", "1",
                      check_rc=2)
-    assert "--ensemble" in refused.stderr
+    assert "--folds" in refused.stderr and "Traceback" not in refused.stderr
+    assert not (tmp_path / "x" / "ensemble.json").exists()
 
 
 def data_frame(data):
@@ -161,6 +158,23 @@ def test_split_is_by_episode_and_every_part_holds_blocks(data):
     for indices in (split.train, split.val, split.test):
         assert data.blocked[indices].any()
     assert split_by_episode(data, seed=0).test.tolist() == split.test.tolist()
+
+
+def test_folds_are_whole_episodes_each_holding_blocks_and_the_test_part_is_apart(data):
+    folds = fold_by_episode(data, k=3, test_fraction=0.2, seed=0)
+    parts = [*folds.folds, folds.test]
+    episodes = [set(data.episodes[part].tolist()) for part in parts]
+    for i in range(len(parts)):
+        assert data.blocked[parts[i]].any(), "every fold and the test part hold blocks"
+        for j in range(i + 1, len(parts)):
+            assert not episodes[i] & episodes[j], "an episode lives in one part only"
+    assert sorted(np.concatenate(parts).tolist()) == list(range(len(data)))
+    assert np.array_equal(fold_by_episode(data, k=3, seed=0).test, folds.test)
+    assert not np.array_equal(fold_by_episode(data, k=3, seed=1).test, folds.test)
+    with pytest.raises(SaferlError, match="--folds"):
+        fold_by_episode(data, k=1)
+    with pytest.raises(SaferlError, match="at least 9"):
+        fold_by_episode(data, k=8)  # 8 episodes cannot fill 8 folds and a test part
 
 
 def test_stacked_gray_frames_follow_their_own_episode_in_an_interleaved_store(labels):
@@ -197,6 +211,27 @@ def test_zero_fn_threshold_blocks_every_positive_and_margin_blocks_more():
         zero_fn_threshold(logits, np.zeros(8, bool))
 
 
+def test_the_promised_false_negative_rate_is_the_lowest_of_n_draws_bound():
+    # P(the lowest of n validation positives lies above a fresh one's quantile p) = (1 - p)^n; 0.05 at the bound.
+    assert fn_rate_bound(1) == pytest.approx(0.95)
+    assert fn_rate_bound(299) == pytest.approx(1 - 0.05 ** (1 / 299))
+    assert (1 - fn_rate_bound(59)) ** 59 == pytest.approx(0.05)
+    assert fn_rate_bound(0) == 1.0
+    assert fn_rate_bound(1000) < fn_rate_bound(100) < fn_rate_bound(10)
+
+
+def test_novelty_radius_covers_the_held_out_share_and_flags_a_far_view():
+    rng = np.random.default_rng(0)
+    views = [rng.normal(size=(3000, 10)).astype(np.float32) for _ in range(3)]
+    folds = [np.arange(k, 3000, 3) for k in range(3)]
+    check, held_out = fit_novelty(views, folds, quantile=0.95, seed=0)
+    assert 0.04 <= held_out.mean() <= 0.06, "5% of held-out views lie beyond the 0.95 radius"
+    fresh = [rng.normal(size=(2000, 10)).astype(np.float32) for _ in range(3)]
+    assert check.novel(fresh).mean() < 3 * 0.05 + 0.02, "any of 3 members: at most about 3 x 5% of fresh views"
+    far = [np.full((1, 10), 8.0, np.float32)] * 3
+    assert check.novel(far).all()
+
+
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.tuples(st.integers(-3, 3), st.booleans()), min_size=2, max_size=30))
 def test_roc_auc_is_the_probability_a_block_outscores_a_pass(pairs):
@@ -215,19 +250,19 @@ def test_roc_auc_is_the_probability_a_block_outscores_a_pass(pairs):
 
 
 def test_trained_blocker_separates_blocks_from_passes_on_held_out_episodes(trained):
-    """On the 2 test episodes (about 800 labels, 20-40 blocks) the Blocker, thresholded on the 2
-    validation episodes only, must rank blocks above passes (AUC >= 0.98) and miss at most one
-    block at an FPR of at most 5%. Why "at most one" and not zero: the frame shows the paddle at
-    2-row resolution while the scripted rule reads its row from RAM, so at the zone's top row the
-    same pixels are a block in one state and a pass in the next, and the validation episodes need
-    not contain that case (this run measured 0 FN; --margin buys safety there)."""
+    """On the test episodes (about 800 labels, 20-40 blocks) the Blocker, thresholded on every fitted block out of
+    fold, ranks blocks above passes and misses none at an FPR of at most 5%; its promise is the bound of the lowest
+    of its out-of-fold blocks, which it reports next to what it measured."""
     folder, summary = trained
     assert summary["labels"] == 3200 and summary["test_episodes"] >= 1 and summary["positives"] >= 10
     assert summary["auc"] >= 0.98
-    assert summary["false_negatives"] <= 1
+    assert summary["false_negatives"] == 0
     assert summary["false_positive_rate"] <= 0.05
+    assert summary["val_positives"] > summary["positives"], "all the fitted blocks set the threshold"
+    assert summary["promised_fn_rate"] == pytest.approx(fn_rate_bound(summary["val_positives"]))
+    assert summary["alarm"] is None and summary["val_block_share"] < 2 * summary["teacher_block_share"]
     assert summary["device"] in ("cpu", "cuda")
-    assert list((folder / "tensorboard").glob("events.out.tfevents.*"))
+    assert all(list((folder / "tensorboard" / f"member-{k}").glob("events.out.tfevents.*")) for k in range(3))
     assert (folder / "test-precision-recall.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -243,13 +278,13 @@ def test_eval_blocker_scores_only_episodes_the_blocker_never_fitted(trained, lab
     assert figures["false_positive_rate"] == pytest.approx(summary["false_positive_rate"])
     assert "overseer blocked" in result.stdout and (tmp_path / "eval-precision-recall.png").exists()
     fresh = record_labels(tmp_path / "fresh", n_envs=2, steps=300, seed=7)  # episodes it never saw: all count
-    held_out = evaluate_blocker(load_blocker(folder), [fresh]).summary()
+    held_out = evaluate_blocker(load_scorer(folder), [fresh]).summary()
     assert held_out["examples"] == held_out["labels_given"] == 600 and held_out["held_out_episodes"] == 2
 
 
 def test_train_blocker_refuses_too_few_episodes_and_missing_labels(tmp_path):
     tiny = record_labels(tmp_path / "tiny", n_envs=1, steps=150, seed=1)
-    with pytest.raises(SaferlError, match="at least 3"):
+    with pytest.raises(SaferlError, match="at least 4"):
         fit_blocker([tiny], "pong")
     result = saferl("train-blocker", str(tmp_path / "nowhere"), "--game", "pong", "--out", str(tmp_path / "b"),
                     check_rc=2)
@@ -259,27 +294,37 @@ def test_train_blocker_refuses_too_few_episodes_and_missing_labels(tmp_path):
 # ----- save and load -----
 
 
-def test_save_load_round_trips_scores_threshold_and_provenance(trained, data, labels, tmp_path):
+def test_save_load_round_trips_scores_threshold_novelty_and_provenance(trained, data, labels, tmp_path):
     folder, _ = trained
-    blocker = load_blocker(folder, game="pong")
+    blocker = load_scorer(folder, game="pong")
     inputs, actions = data.inputs(np.arange(0, 3200, 7)), data.actions[::7]
-    again = load_blocker(save_blocker(blocker, tmp_path / "copy"))
+    again = load_scorer(save_ensemble(blocker, tmp_path / "copy"))
     assert np.array_equal(blocker.logits(inputs, actions), again.logits(inputs, actions))
+    assert np.array_equal(blocker.assess(inputs)[1], again.assess(inputs)[1])
     assert again.threshold_logit == blocker.threshold_logit and 0 < again.threshold < 1
-    meta = json.loads((folder / "blocker.json").read_text())
+    member = load_blocker(folder / "member-0")
+    assert np.array_equal(member.logits(inputs, actions), blocker.members[0].logits(inputs, actions))
+    meta = json.loads((folder / "ensemble.json").read_text())
     with LabelStore.open(labels) as store:
         assert meta["training_data"][0]["digest"] == store.digest()
-    assert meta["game"] == "pong" and meta["action_names"] == ACTIONS
-    assert Preprocessing.from_dict(meta["preprocessing"]) == default_preprocessing("pong")
+    member_meta = json.loads((folder / "member-0" / "blocker.json").read_text())
+    assert member_meta["game"] == "pong" and member_meta["action_names"] == ACTIONS
+    assert Preprocessing.from_dict(member_meta["preprocessing"]) == default_preprocessing("pong")
     assert meta["metrics"]["test"]["false_negatives"] is not None
 
 
-def test_load_refuses_another_game_and_another_preprocessing(trained):
+def test_load_refuses_another_game_another_preprocessing_and_a_tampered_novelty_memory(trained, tmp_path):
     folder, _ = trained
     with pytest.raises(SaferlError, match="Blocker for 'pong', not 'space_invaders'"):
-        load_blocker(folder, game="space_invaders")
+        load_scorer(folder, game="space_invaders")
     with pytest.raises(SaferlError, match="preprocessing"):
-        load_blocker(folder, preprocessing=default_preprocessing("pong", color="gray", stack=4))
+        load_blocker(folder / "member-0", preprocessing=default_preprocessing("pong", color="gray", stack=4))
+    bad = shutil.copytree(folder, tmp_path / "bad")
+    novelty = bad / "novelty.safetensors"
+    data = novelty.read_bytes()
+    novelty.write_bytes(data[:-4] + bytes(b ^ 0xFF for b in data[-4:]))
+    with pytest.raises(SaferlError, match="sha256"):
+        load_scorer(bad)
 
 
 # A hand-made protocol-0 pickle: unpickling it calls builtins.exec on code that writes a marker file.
@@ -295,17 +340,17 @@ def test_a_malicious_pickle_in_place_of_the_weights_is_refused_unexecuted(traine
     ops = [(op.name, arg) for op, arg, _ in pickletools.genops(payload)]
     assert ("GLOBAL", "builtins exec") in ops and ("REDUCE", None) in ops  # it would run code if unpickled
     bad = shutil.copytree(folder, tmp_path / "bad")
-    (bad / "blocker.safetensors").write_bytes(payload)
+    (bad / "member-0" / "blocker.safetensors").write_bytes(payload)
     with pytest.raises(SaferlError, match="sha256"):
-        load_blocker(bad)
+        load_scorer(bad)
     # Even with the metadata's hash forged to match, it is parsed as safetensors, never unpickled.
-    meta = json.loads((bad / "blocker.json").read_text())
+    meta = json.loads((bad / "member-0" / "blocker.json").read_text())
     import hashlib
 
     meta["weights_sha256"] = hashlib.sha256(payload).hexdigest()
-    (bad / "blocker.json").write_text(json.dumps(meta))
+    (bad / "member-0" / "blocker.json").write_text(json.dumps(meta))
     with pytest.raises(SaferlError, match="not a safetensors file"):
-        load_blocker(bad)
+        load_scorer(bad)
     result = saferl("oversee", "--game", "pong", "--overseer", f"blocker:{bad}", "--steps", "5", check_rc=2)
     assert "--overseer" in result.stderr and "Traceback" not in result.stderr
     assert not marker.exists()
@@ -329,9 +374,10 @@ def test_a_bad_blocker_overseer_exits_2_on_the_command_line():
 
 def test_blocker_overseer_reviews_a_batch_in_one_forward_pass_and_lets_no_catastrophe_through(trained):
     folder, _ = trained
-    overseer = BlockerOverseer(load_blocker(folder, game="pong"))
+    overseer = BlockerOverseer(load_scorer(folder, game="pong"))
     forwards = []
-    overseer.blocker.net.trunk.register_forward_hook(lambda *_: forwards.append(1))
+    for member in overseer.blocker.members:
+        member.net.trunk.register_forward_hook(lambda *_: forwards.append(1))
     venv = make_vec_env(PONG, n_envs=4, overseer=overseer, seed=3, preprocess=False)
     bare = make_vec_env(PONG, n_envs=4, overseer=None, seed=3, preprocess=False)
     venv.reset(), bare.reset()
@@ -343,7 +389,7 @@ def test_blocker_overseer_reviews_a_batch_in_one_forward_pass_and_lets_no_catast
         _, _, _, infos = venv.step(actions)
         executed_when_blocked += [info["executed_action"] for info in infos if info["blocked"]]
         scores += [info["score"] for info in infos]
-    assert len(forwards) == 300 and overseer.batches == 300
+    assert len(forwards) == 3 * 300 and overseer.batches == 300, "one forward pass per member and batch"
     assert bare.counters.totals["catastrophes"] > 0  # the same random actions without oversight
     assert venv.counters.totals["catastrophes"] == 0
     assert executed_when_blocked and set(executed_when_blocked) <= set(UP_ACTIONS)
@@ -378,7 +424,7 @@ def test_the_blocker_scores_each_batch_ahead_on_a_thread_with_the_decisions_of_a
     frames a prefetch that is not used (contexts not the reviewed ones) adds no frame to the stack."""
     torch.set_num_threads(1)  # prefetching is for one torch thread (the experiments' default)
     folder, _ = trained
-    blocker = load_blocker(folder, game="pong")
+    blocker = load_scorer(folder, game="pong")
     ahead, fresh = BlockerOverseer(blocker), BlockerOverseer(blocker)
     scored_on = []
     score = ahead._score
@@ -416,17 +462,21 @@ def test_the_blocker_scores_each_batch_ahead_on_a_thread_with_the_decisions_of_a
 
 
 class FixedScores:
-    """A stand-in Blocker that scores every action of every frame as given."""
+    """A stand-in Blocker that scores every action of every frame as given, and calls every state novel or none."""
 
     game = "pong"
     preprocessing = default_preprocessing("pong")
     threshold_logit = 0.0
 
-    def __init__(self, logits):
+    def __init__(self, logits, novel=False):
         self.logits = np.array(logits, float)
+        self.all_novel = novel
 
     def action_logits(self, inputs):
         return np.tile(self.logits, (len(inputs), 1))
+
+    def assess(self, inputs):
+        return self.action_logits(inputs), np.full(len(inputs), self.all_novel)
 
 
 def test_safe_action_is_the_games_unless_the_blocker_blocks_it_then_the_lowest_scored():
@@ -437,6 +487,20 @@ def test_safe_action_is_the_games_unless_the_blocker_blocks_it_then_the_lowest_s
     assert blocked_up.block and blocked_up.safe_action == 3
     passes = BlockerOverseer(FixedScores([-3.0] * 6)).review(context, 0)
     assert not passes.block and passes.safe_action is None
+    only_lowest = BlockerOverseer(FixedScores([3.0, 2.0, 5.0, 1.0, 4.0, 6.0])).review(context, 2)
+    assert only_lowest.block and only_lowest.safe_action == 3, "never an action it blocks while another passes"
+
+
+def test_in_a_novel_state_only_the_games_safe_action_passes_where_the_blocker_passes_it():
+    context = StepContext(game=PONG, state=GameState(np.zeros(128, np.uint8), 0, np.zeros((210, 160, 3), np.uint8)))
+    novel = BlockerOverseer(FixedScores([-3.0] * 6, novel=True))
+    decisions = {action: novel.review(context, action) for action in range(6)}
+    assert not decisions[2].block, "UP, Pong's safe action, passes"
+    assert all(decisions[a].block and decisions[a].safe_action == 2 for a in (0, 1, 3, 4, 5))
+    assert novel.stats() == {"novel_states": 6, "novel_blocks": 5}
+    up_blocked = BlockerOverseer(FixedScores([-3.0, -1.0, 2.0, -4.0, 1.0, 1.0], novel=True))
+    assert up_blocked.review(context, 2).block and up_blocked.review(context, 2).safe_action == 3
+    assert up_blocked.review(context, 0).safe_action == 3, "the Blocker blocks UP: its surest action runs"
 
 
 def test_oversee_cli_with_a_blocker_lets_no_catastrophe_through(trained):
@@ -445,3 +509,55 @@ def test_oversee_cli_with_a_blocker_lets_no_catastrophe_through(trained):
                                "--seed", "5", "--no-progress", "--json"))
     assert figures["steps"] == 400 and figures["blocks"] > 0 and figures["catastrophes"] == 0
     assert figures["overseer"] == f"blocker:{folder}"
+
+
+# ----- trust: fresh seeds, states the labels never reached, the alarm -----
+
+
+def paddle_pushed_down(seed):
+    """A Pong state with the paddle held DOWN until it sits at the field's bottom: random play under the scripted
+    rule (the labels) never goes there."""
+    from saferl.envs import make_ale_env
+
+    env = make_ale_env(PONG, seed=seed)
+    for _ in range(40):
+        env.step(3)
+    return GameState.from_ale(env.ale, with_frame=True)
+
+
+def test_the_paddle_deep_in_the_zone_is_novel_and_only_up_passes(trained):
+    folder, _ = trained
+    state = paddle_pushed_down(seed=11)
+    assert state.ram[51] > 185, "the paddle is at the bottom"
+    overseer = BlockerOverseer(load_scorer(folder, game="pong"))
+    context = StepContext(game=PONG, state=state)
+    decisions = overseer.review_batch([context] * 6, list(range(6)))
+    assert overseer.stats()["novel_states"] == 6
+    assert [d.block for d in decisions] == [True, True, False, True, True, True]
+    assert {d.safe_action for d in decisions if d.block} == {2}
+
+
+def test_fresh_episodes_of_another_seed_and_a_down_pushing_policy_miss_no_block(trained, tmp_path):
+    """The default threshold holds on a fresh store of another seed; a policy that pushes the paddle down half
+    the time, watched in observe mode (the rule's verdicts are labels, nothing is enforced), reaches states the
+    random-play labels never did: the Blocker misses at most 1% of the rule's blocks there."""
+    folder, _ = trained
+    fresh = record_labels(tmp_path / "fresh", n_envs=4, steps=500, seed=21)
+    figures = evaluate_blocker(load_scorer(folder), [fresh]).summary()
+    assert figures["positives"] >= 40 and figures["false_negatives"] == 0
+    assert figures["false_positive_rate"] <= 0.05
+    saferl("oversee", "--game", "pong", "--overseer", "scripted", "--mode", "observe", "--policy", "lean:LEFT:0.5",
+           "--steps", "1500", "--seed", "3", "--out", str(tmp_path / "push"), "--no-progress")
+    pushed = last_json(saferl("eval-blocker", str(folder), str(tmp_path / "push"), "--json"))
+    assert pushed["positives"] > 1000 and pushed["novel"] > 500
+    assert pushed["false_negatives"] <= 0.01 * pushed["positives"]
+
+
+def test_a_blocker_that_blocks_far_more_than_its_teacher_raises_the_alarm(labels, tmp_path):
+    result = saferl("train-blocker", str(labels), "--game", "pong", "--out", str(tmp_path / "b"), "--margin", "0.5",
+                    "--folds", "2", "--epochs", "2", "--threads", "1", "--no-progress", "--json")
+    summary = last_json(result)
+    assert summary["val_block_share"] > 2 * summary["teacher_block_share"] + 0.1
+    assert "degenerate" in summary["alarm"]
+    alarm_lines = [line for line in result.stderr.splitlines() if "ALARM" in line]
+    assert len(alarm_lines) == 1 and "will not hand over" in alarm_lines[0]

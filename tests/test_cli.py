@@ -31,6 +31,14 @@ def test_oversee_pong_without_and_with_the_scripted_overseer():
     assert bare["steps"] == 1500 and bare["catastrophes"] > 0 and bare["blocks"] == 0
     overseen = last_json(saferl("oversee", "--game", "pong", "--overseer", "scripted", "--steps", "1500", "--json"))
     assert overseen["catastrophes"] == 0 and overseen["false_negatives"] == 0 and overseen["blocks"] > 0
+    assert overseen["catastrophes_on_blocks"] == 0 and overseen["block_rate"] == overseen["blocks"] / 1500
+
+
+def test_oversee_with_a_policy_that_leans_on_down_drives_into_the_zone():
+    random = last_json(saferl("oversee", "--game", "pong", "--overseer", "none", "--steps", "600", "--json"))
+    pushed = last_json(saferl("oversee", "--game", "pong", "--overseer", "none", "--steps", "600", "--policy",
+                              "lean:LEFT:0.6", "--json"))
+    assert pushed["policy"] == "lean:LEFT:0.6" and pushed["catastrophes"] > 2 * random["catastrophes"]
 
 
 @pytest.mark.parametrize(
@@ -40,6 +48,9 @@ def test_oversee_pong_without_and_with_the_scripted_overseer():
         (["oversee", "--game", "pong", "--overseer", "oracle"], "--overseer"),
         (["oversee", "--game", "pong", "--mode", "smash"], "--mode"),
         (["oversee", "--game", "pong", "--steps", "0"], "--steps"),
+        (["oversee", "--game", "pong", "--policy", "lean:JUMP:0.5"], "--policy"),
+        (["oversee", "--game", "pong", "--policy", "lean:LEFT:2"], "--policy"),
+        (["oversee", "--game", "pong", "--policy", "greedy"], "--policy"),
     ],
 )
 def test_bad_arguments_exit_2_naming_the_argument(args, names):

@@ -240,8 +240,12 @@ def test_an_experiment_with_the_deferring_overseer_counts_only_the_asked_labels(
         game="pong", agent="dqn", overseer="deferring", overseer_options=options, conditions=["hirl"],
         oversight_steps=1600, total_steps=2000, checkpoint_every=2000,
         hyperparams={"n_envs": 8, "buffer_size": 2000, "learning_starts": 200, "exploration_fraction": 1.0},
-        env={"max_num_frames_per_episode": 320}, blocker={"epochs": 3, "margin": 0.01}))
-    row, = run_experiment(config, tmp_path / "run", progress=False)
+        env={"max_num_frames_per_episode": 320}, blocker={"epochs": 3, "margin": 0.6}))
+    # The margin makes the handover Blocker block 60% of what its teacher passed: the alarm stops the handover.
+    with pytest.raises(SaferlError, match="ALARM.*degenerate.*--allow-degenerate-blocker"):
+        run_experiment(config, tmp_path / "run", progress=False)
+    row, = run_experiment(None, tmp_path / "run", resume=True, progress=False, allow_degenerate_blocker=True)
+    assert "degenerate" in row["blocker"]["alarm"]
     with LabelStore.open(tmp_path / "run" / "runs" / "hirl" / "seed-0" / "labels") as store:
         assert row["human_labels"] == len(store) < row["handover_step"]
     assert row["human_seconds"] == pytest.approx(0.5 * row["human_labels"])
@@ -250,6 +254,7 @@ def test_an_experiment_with_the_deferring_overseer_counts_only_the_asked_labels(
     assert duty["asked"] == row["human_labels"] and duty["asked"] + duty["decided"] == row["handover_step"]
     report = (tmp_path / "run" / "report.md").read_text()
     assert "Human labour" in report and "## The overseer on duty" in report
+    assert "degenerate" in report, "the report shows the alarm"
 
 
 def test_replaying_a_watch_all_store_estimates_the_labels_and_misses_of_deferring(tmp_path):

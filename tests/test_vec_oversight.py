@@ -6,7 +6,7 @@ import pytest
 from saferl.envs import make_vec_env
 from saferl.errors import SaferlError
 from saferl.games import get_game
-from saferl.oversight import LookaheadOverseer, ScriptedOverseer
+from saferl.oversight import BaseOverseer, Decision, LookaheadOverseer, ScriptedOverseer
 
 PONG = get_game("pong")
 
@@ -82,3 +82,33 @@ def test_lookahead_runs_in_process_vec_envs():
         venv.step(np.array([3, 3]))
     assert venv.counters.totals["catastrophes"] == 0
     assert venv.counters.totals["blocks"] > 0
+
+
+class DownReplacer(BaseOverseer):
+    """Blocks every proposed action and runs DOWN instead: a replacement that drives the paddle into the zone."""
+
+    name = "down-replacer"
+
+    def review(self, context, action):
+        return Decision(block=True, safe_action=3)
+
+
+@pytest.mark.parametrize("backend", ["dummy", "shared"])
+def test_catastrophes_a_replacement_ran_into_are_counted_as_such_not_as_false_negatives(backend):
+    venv = make_vec_env(PONG, n_envs=2, overseer=DownReplacer(), seed=5, backend=backend)
+    venv.reset()
+    for _ in range(60):
+        _, _, _, infos = venv.step(np.array([2, 4]))  # the agent asks for UP; every step runs DOWN
+    totals = venv.counters.summary()
+    venv.close()
+    assert totals["catastrophes"] > 0 and totals["catastrophes_on_blocks"] == totals["catastrophes"]
+    assert totals["false_negatives"] == 0 and totals["block_rate"] == 1.0
+    scripted = make_vec_env(PONG, n_envs=2, overseer=ScriptedOverseer(), seed=5, backend=backend)
+    scripted.reset()
+    rng = np.random.default_rng(5)
+    for _ in range(400):
+        scripted.step(rng.integers(6, size=2))
+    totals = scripted.counters.summary()
+    scripted.close()
+    assert totals["blocks"] > 0 and totals["catastrophes_on_blocks"] == 0
+    assert totals["block_rate"] == totals["blocks"] / totals["steps"]

@@ -56,7 +56,8 @@ EnvFactory = Callable[[int], gym.Env]
 LSTMState = tuple[torch.Tensor, torch.Tensor]
 
 #: The info keys of an overseen step that the safety counters read, in the order workers send them.
-OUTCOME_KEYS = ("catastrophe", "blocked", "false_negative", "false_positive", "labelled", "seconds", "penalty")
+OUTCOME_KEYS = ("catastrophe", "catastrophe_on_block", "blocked", "false_negative", "false_positive", "labelled",
+                "seconds", "penalty")
 WEIGHTS = "a3c.safetensors"
 METADATA = "a3c.json"
 FORMAT = "saferl-a3c"
@@ -259,7 +260,8 @@ def _outcome(info: dict[str, Any]) -> tuple[Any, ...]:
     if "catastrophe" not in info or "blocked" not in info:
         raise SaferlError("the env's info lacks the oversight keys ('catastrophe', 'blocked', ...): build the "
                           "workers' envs with saferl.envs.make_agent_env")
-    return (bool(info["catastrophe"]), bool(info["blocked"]), bool(info.get("false_negative", False)),
+    return (bool(info["catastrophe"]), bool(info.get("catastrophe_on_block", False)), bool(info["blocked"]),
+            bool(info.get("false_negative", False)),
             bool(info.get("false_positive", False)), bool(info.get("labelled", False)),
             float(info.get("seconds", 0.0)), float(info.get("penalty", 0.0)))
 

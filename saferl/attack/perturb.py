@@ -28,10 +28,12 @@ MAX_BLOCKS = 256
 
 
 def logit_function(scorer: Any) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """The differentiable block logit of a Blocker (or an ensemble's mean logit), dropout off."""
+    """The differentiable block logit of a Blocker (or an ensemble's, combined by its rule), dropout off."""
     nets = [member.net for member in getattr(scorer, "members", [scorer])]
     for net in nets:
         net.eval()
+    if getattr(scorer, "rule", "mean") == "max":
+        return lambda x, actions: torch.stack([net(x, actions) for net in nets]).max(dim=0).values
     return lambda x, actions: torch.stack([net(x, actions) for net in nets]).mean(dim=0)
 
 

@@ -269,3 +269,50 @@ def split_by_episode(data: BlockerData, fractions: tuple[float, float, float] = 
         owner[group[n_train + n_val:]] = 2
     part = owner[data.episodes]
     return Split(*(np.flatnonzero(part == k) for k in range(3)))
+
+
+@dataclass(frozen=True)
+class Folds:
+    """Example indices of K folds of whole episodes (each fold validates the Blocker trained on the others) and
+    of the test episodes that no fold holds."""
+
+    folds: list[np.ndarray]
+    test: np.ndarray
+
+    @property
+    def fitted(self) -> np.ndarray:
+        """The examples of every fold, sorted."""
+        return np.sort(np.concatenate(self.folds))
+
+    def parts(self) -> dict[str, np.ndarray]:
+        """Examples per part as a Blocker's training record names them: every fitted episode trained the
+        members of the other folds and validated its own (``train`` and ``val`` alike), ``test`` none."""
+        return {"train": self.fitted, "val": self.fitted, "test": self.test}
+
+
+def fold_by_episode(data: BlockerData, k: int = 3, test_fraction: float = 0.2, seed: int = 0) -> Folds:
+    """Deal ``data``'s episodes into ``k`` folds and a test part, whole episodes each.
+
+    Episodes with blocks and those without are shuffled (seeded) and dealt separately: ``test_fraction`` of each
+    (at least one episode with blocks) to the test part, the rest round-robin into the folds, so every fold and the
+    test part hold blocks.
+    """
+    if k < 2:
+        raise SaferlError(f"--folds must be at least 2 (each fold validates the others' Blocker), not {k}")
+    if not 0.0 < test_fraction < 1.0:
+        raise SaferlError(f"the test fraction must lie in (0, 1), not {test_fraction}")
+    rng = np.random.default_rng(seed)
+    episodes = np.unique(data.episodes)
+    with_blocks = np.unique(data.episodes[data.blocked])
+    if len(with_blocks) < k + 1:
+        raise SaferlError(f"the labels hold blocks in {len(with_blocks)} episode(s) of {len(episodes)}; {k} folds and "
+                          f"a test part need blocks in at least {k + 1}: record more episodes (saferl oversee --steps, "
+                          "or saferl experiment --oversight-steps), or lower --folds")
+    owner = np.empty(int(episodes.max()) + 1, np.int64)
+    for group, at_least in ((with_blocks, 1), (np.setdiff1d(episodes, with_blocks), 0)):
+        group = rng.permutation(group)
+        n_test = max(at_least, round(test_fraction * len(group))) if len(group) > k else 0
+        owner[group[:n_test]] = k
+        owner[group[n_test:]] = np.arange(len(group) - n_test) % k
+    part = owner[data.episodes]
+    return Folds([np.flatnonzero(part == fold) for fold in range(k)], np.flatnonzero(part == k))

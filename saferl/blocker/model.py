@@ -97,16 +97,27 @@ class BlockerNet(nn.Module):
         one_hot = nn.functional.one_hot(actions.long(), self.n_actions).to(x.dtype)
         return self.head(torch.cat([self.trunk(x), one_hot], dim=1)).squeeze(1)
 
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The net's view of each input before the action joins (B x units): the features' share of the first
+        fully connected layer, before its activation. Where the labels never led, this view lies far from theirs
+        (:mod:`saferl.blocker.novelty`)."""
+        first = self.head[0]
+        n_features = first.in_features - self.n_actions
+        return nn.functional.linear(self.trunk(x), first.weight[:, :n_features], first.bias)
+
     def all_actions(self, x: torch.Tensor) -> torch.Tensor:
         """Block logits of every action (B x n_actions): the convolutions and the features' share of the
         first fully connected layer run once per input; each action adds its one-hot's column."""
+        return self.all_actions_and_features(x)[:, :self.n_actions]
+
+    def all_actions_and_features(self, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`all_actions` and :meth:`features` side by side (B x (n_actions + units)), from one pass."""
         first = self.head[0]
-        n_features = first.in_features - self.n_actions
-        hidden = nn.functional.linear(self.trunk(x), first.weight[:, :n_features], first.bias)
-        hidden = hidden.unsqueeze(1) + first.weight[:, n_features:].T  # B x n_actions x units
+        features = self.features(x)
+        hidden = features.unsqueeze(1) + first.weight[:, first.in_features - self.n_actions:].T  # B x actions x units
         for layer in islice(self.head, 1, None):  # (slicing a Sequential builds a new one: 25 us a call)
             hidden = layer(hidden)
-        return hidden.view(len(x), self.n_actions)
+        return torch.cat([hidden.view(len(x), self.n_actions), features], dim=1)
 
 
 @contextmanager
@@ -167,6 +178,23 @@ class Blocker:
         """Block logits (float64, B x n_actions) of every action, in one forward pass per 1,024 inputs."""
         return self._infer(inputs, lambda x, k: self.net.all_actions(x))
 
+    def action_logits_and_features(self, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`action_logits` and the net's :meth:`~BlockerNet.features` of each input, from one pass."""
+        n_actions = len(self.action_names)
+        if not len(inputs):
+            return np.empty((0, n_actions)), np.empty((0, self.net.head[0].out_features))
+        both = self._infer(inputs, lambda x, k: self.net.all_actions_and_features(x))
+        return both[:, :n_actions], both[:, n_actions:]
+
+    def features(self, inputs: np.ndarray) -> np.ndarray:
+        """The net's view of each input (B x units, see :meth:`BlockerNet.features`)."""
+        return self._infer(inputs, lambda x, k: self.net.features(x))
+
+    def assess(self, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Block logits of every action (B x n_actions) and which inputs are novel (a single Blocker keeps no
+        novelty check: none are)."""
+        return self.action_logits(inputs), np.zeros(len(inputs), bool)
+
     def _infer(self, inputs: np.ndarray, run: Callable[[torch.Tensor, slice], torch.Tensor]) -> np.ndarray:
         """``run`` (float inputs, their slice of ``inputs``) over chunks of ``inputs``, in eval mode, as float64."""
         if self.net.training:  # eval() walks every module: about 0.1 ms, a few percent of a review of 8 frames
@@ -177,10 +205,6 @@ class Blocker:
                 k = slice(start, start + INFERENCE_BATCH)
                 out.append(run(to_float(inputs[k], self.device), k).double().cpu().numpy())
         return np.concatenate(out) if out else np.empty(0)
-
-    def blocks(self, logits: np.ndarray) -> np.ndarray:
-        """Which logits are blocks."""
-        return np.asarray(logits) >= self.threshold_logit
 
 
 def new_blocker(game: str, action_names: list[str], preprocessing: Preprocessing | None = None,

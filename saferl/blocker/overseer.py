@@ -23,8 +23,8 @@ class Scorer(Protocol):
     preprocessing: Preprocessing
     threshold_logit: float
 
-    def action_logits(self, inputs: np.ndarray) -> np.ndarray:
-        """Block logits of every action (B x n_actions)."""
+    def assess(self, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Block logits of every action (B x n_actions) and which inputs are unlike every labelled state (B)."""
         ...
 
 
@@ -33,9 +33,11 @@ class BlockerOverseer(BaseOverseer):
 
     ``review_batch`` preprocesses the batch's frames and scores every action of every env in one
     forward pass. A blocked action is replaced by the game's safe action when the Blocker lets that
-    pass, else by the action the Blocker scores lowest. ``Decision.score`` is the block probability
-    of the proposed action. With stacked-frame preprocessing the overseer keeps each env's recent
-    frames, restarting them when the env starts a new episode.
+    pass, else by the action the Blocker scores lowest: never by an action it would block itself while
+    another passes. In a state unlike every labelled state (the Blocker's novelty check), only the action
+    the Blocker would execute as a replacement passes: the game's safe action where the Blocker passes it.
+    ``Decision.score`` is the block probability of the proposed action. With stacked-frame preprocessing the
+    overseer keeps each env's recent frames, restarting them when the env starts a new episode.
 
     The scores do not depend on the proposed actions, so :meth:`prefetch` starts on the next batch's
     frames as soon as they arrive, on a background thread, while the agent chooses its actions (the
@@ -50,9 +52,11 @@ class BlockerOverseer(BaseOverseer):
     def __init__(self, blocker: Scorer) -> None:
         self.blocker = blocker
         self.batches = 0
+        self.novel_states = 0
+        self.novel_blocks = 0
         self._history: dict[int, tuple[int, deque[np.ndarray]]] = {}
         self._thread: ThreadPoolExecutor | None = None
-        self._ahead: tuple[list[StepContext], Future[tuple[np.ndarray, dict[int, Any]]]] | None = None
+        self._ahead: tuple[list[StepContext], Future[tuple[np.ndarray, np.ndarray, dict[int, Any]]]] | None = None
 
     def __getstate__(self) -> dict[str, Any]:  # a thread does not pickle (A3C workers, sweeps)
         self._take_ahead([])
@@ -78,24 +82,25 @@ class BlockerOverseer(BaseOverseer):
         batch = list(contexts)
         self._ahead = batch, self._thread.submit(self._score, batch)
 
-    def _take_ahead(self, contexts: Sequence[StepContext]) -> np.ndarray | None:
-        """The prefetched scores if they were for ``contexts`` (the same objects), waiting for them, with their
-        frames kept in the stacks; else None (and the stacks stay as they were)."""
+    def _take_ahead(self, contexts: Sequence[StepContext]) -> tuple[np.ndarray, np.ndarray] | None:
+        """The prefetched scores and novelty if they were for ``contexts`` (the same objects), waiting for them,
+        with their frames kept in the stacks; else None (and the stacks stay as they were)."""
         if self._ahead is None:
             return None
         batch, future = self._ahead
         self._ahead = None
-        logits, history = future.result()
+        logits, novel, history = future.result()
         if len(batch) != len(contexts) or any(a is not b for a, b in zip(batch, contexts)):
             return None
         self._history.update(history)
-        return logits
+        return logits, novel
 
-    def _score(self, contexts: Sequence[StepContext]) -> tuple[np.ndarray, dict[int, Any]]:
-        """Block logits of every action in each context (B x n_actions), in one forward pass, and the
-        stacks they leave (see :meth:`_inputs`)."""
+    def _score(self, contexts: Sequence[StepContext]) -> tuple[np.ndarray, np.ndarray, dict[int, Any]]:
+        """Block logits of every action in each context (B x n_actions), in one forward pass, which contexts are
+        novel (B), and the stacks they leave (see :meth:`_inputs`)."""
         inputs, history = self._inputs(contexts)
-        return self.blocker.action_logits(inputs), history
+        logits, novel = self.blocker.assess(inputs)
+        return logits, novel, history
 
     def review(self, context: StepContext, action: int) -> Decision:
         return self.review_batch([context], [action])[0]
@@ -131,37 +136,61 @@ class BlockerOverseer(BaseOverseer):
         if game.name != self.blocker.game:
             raise SaferlError(f"this Blocker was trained for {self.blocker.game!r}, not {game.name!r}: "
                               f"train one for {game.name} (saferl train-blocker LABELS... --game {game.name})")
-        logits = self._take_ahead(contexts)
-        if logits is None:
-            logits, history = self._score(contexts)
+        ahead = self._take_ahead(contexts)
+        if ahead is None:
+            logits, novel, history = self._score(contexts)
             self._history.update(history)
+        else:
+            logits, novel = ahead
         self.batches += 1
-        return self.decide(contexts, actions, logits)
+        return self.decide(contexts, actions, logits, novel)
 
-    def decide(self, contexts: Sequence[StepContext], actions: Sequence[int], logits: np.ndarray) -> list[Decision]:
-        """The decisions on ``actions`` given the block logits of every action in each context (B x n_actions)."""
+    def decide(self, contexts: Sequence[StepContext], actions: Sequence[int], logits: np.ndarray,
+               novel: np.ndarray | None = None) -> list[Decision]:
+        """The decisions on ``actions`` given the block logits of every action in each context (B x n_actions)
+        and which contexts are novel (None: none)."""
         if not np.isfinite(logits).all():
             raise SaferlError("the Blocker produced NaN or infinite scores: its weights are damaged; retrain it")
         blocked = logits >= self.blocker.threshold_logit
+        novel = np.zeros(len(contexts), bool) if novel is None else novel
+        self.novel_states += int(novel.sum())
         decisions = []
         for k, (context, action) in enumerate(zip(contexts, actions)):
             action = int(action)
             score = float(sigmoid(logits[k, action]))
-            if not blocked[k, action]:
+            if novel[k] and not blocked[k, action] and not _game_keeps(context, action, blocked[k]):
+                self.novel_blocks += 1
+            elif not blocked[k, action]:
                 decisions.append(Decision(block=False, score=score))
                 continue
-            decisions.append(Decision(block=True, safe_action=self._safe_action(context, action, logits[k],
-                                                                                blocked[k]), score=score))
+            decisions.append(Decision(block=True, safe_action=replacement(context, action, logits[k], blocked[k]),
+                                      score=score))
         return decisions
 
-    @staticmethod
-    def _safe_action(context: StepContext, action: int, logits: np.ndarray, blocked: np.ndarray) -> int:
-        """The game's safe action if the Blocker lets it pass, else the other action it scores lowest."""
-        try:
-            safe = int(context.game.safe_action(context.state, action))
-        except NotImplementedError:
-            safe = action
-        if safe != action and 0 <= safe < len(logits) and not blocked[safe]:
-            return safe
-        others = np.delete(np.arange(len(logits)), action)
-        return int(others[np.argmin(logits[others])])
+    def stats(self) -> dict[str, int]:
+        """How many states were novel, and how many passes the novelty check turned into blocks."""
+        return {"novel_states": self.novel_states, "novel_blocks": self.novel_blocks}
+
+
+def _game_safe(context: StepContext, action: int) -> int | None:
+    """The game's safe action for ``action`` (None when the game has no safe-action map)."""
+    try:
+        return int(context.game.safe_action(context.state, action))
+    except NotImplementedError:
+        return None
+
+
+def _game_keeps(context: StepContext, action: int, blocked: np.ndarray) -> bool:
+    """Whether ``action`` is what the game's safe-action map executes for it and the Blocker passes it: the only
+    kind of action that passes in a novel state."""
+    return _game_safe(context, action) == action and not blocked[action]
+
+
+def replacement(context: StepContext, action: int, logits: np.ndarray, blocked: np.ndarray) -> int:
+    """What to execute instead of ``action``: the game's safe action if the Blocker lets it pass, else the other
+    action the Blocker scores lowest (one it passes, whenever another action than ``action`` passes)."""
+    safe = _game_safe(context, action)
+    if safe is not None and safe != action and 0 <= safe < len(logits) and not blocked[safe]:
+        return safe
+    others = np.delete(np.arange(len(logits)), action)
+    return int(others[np.argmin(logits[others])])

@@ -1,12 +1,16 @@
-"""Choosing the block threshold, and measuring a Blocker at it.
+"""Choosing the block threshold, what it promises, and measuring a Blocker at it.
 
-The threshold is set on the validation episodes: the highest one that still blocks every
-validation positive (zero false negatives there), i.e. the Blocker blocks as little as it can
-without missing a block the overseer made. Optionally a safety margin lowers it further so that an
-extra fraction of the validation negatives is blocked too (the original code's
-``false_positive_margin``: a buffer whose cost in false positives is fixed in advance). Quality is
-then reported on the test episodes: the confusion table, false-positive rate, ROC AUC and a
-precision-recall plot.
+The threshold is the highest one that still blocks every validation positive (zero false negatives there): the
+Blocker blocks as little as it can without missing a block the overseer made. Optionally a safety margin lowers it
+further so that an extra fraction of the validation negatives is blocked too (the original code's
+``false_positive_margin``: a buffer whose cost in false positives is fixed in advance).
+
+What it promises (:func:`fn_rate_bound`): set below all n validation positives, the threshold misses a fresh
+positive from the same distribution with probability p, where P(p > e) = (1 - e)^n (the lowest of n draws); so
+with confidence 1 - delta, p <= 1 - delta^(1/n), and p <= 1/(n + 1) in expectation (the split-conformal bound).
+Positives of one episode are correlated, so the bound is optimistic by about the number of positives an episode
+holds together; it says how many validation positives a promise needs. Quality is reported on the test episodes:
+the confusion table, false-positive rate, ROC AUC and a precision-recall plot.
 """
 
 from __future__ import annotations
@@ -42,6 +46,14 @@ def zero_fn_threshold(logits: np.ndarray, positives: np.ndarray, margin: float =
     return threshold
 
 
+def fn_rate_bound(positives: int, confidence: float = 0.95) -> float:
+    """The false-negative rate on fresh positives that a threshold below all ``positives`` validation positives
+    stays under with ``confidence`` (see the module docstring); 1 without positives."""
+    if positives < 1:
+        return 1.0
+    return float(1.0 - (1.0 - confidence) ** (1.0 / positives))
+
+
 def roc_auc(logits: np.ndarray, positives: np.ndarray) -> float:
     """The area under the ROC curve (ties count half); NaN without both classes."""
     logits, positives = np.asarray(logits, np.float64), np.asarray(positives, bool)
@@ -70,6 +82,9 @@ class Evaluation:
     auc: float
     threshold: float
     threshold_logit: float
+    block_share: float = math.nan
+    teacher_share: float = math.nan
+    novel: int = 0
 
     def as_dict(self) -> dict[str, float | int | None]:
         """JSON-able figures (NaN, where a figure is undefined, becomes None)."""
@@ -89,10 +104,13 @@ def _ratio(a: int, b: int) -> float:
     return a / b if b else math.nan
 
 
-def evaluate(logits: np.ndarray, positives: np.ndarray, threshold_logit: float) -> Evaluation:
-    """The confusion counts, rates and ROC AUC of blocking at ``logits >= threshold_logit``."""
+def evaluate(logits: np.ndarray, positives: np.ndarray, threshold_logit: float,
+             novel: np.ndarray | None = None) -> Evaluation:
+    """The confusion counts, rates and ROC AUC of blocking at ``logits >= threshold_logit``, and in the ``novel``
+    examples (None: none) blocking everything (see :func:`saferl.blocker.evaluate.decisions`)."""
     logits, positives = np.asarray(logits, np.float64), np.asarray(positives, bool)
-    blocked = logits >= threshold_logit
+    novel = np.zeros(len(logits), bool) if novel is None else np.asarray(novel, bool)
+    blocked = (logits >= threshold_logit) | novel
     tp, fn = int((blocked & positives).sum()), int((~blocked & positives).sum())
     fp, tn = int((blocked & ~positives).sum()), int((~blocked & ~positives).sum())
     return Evaluation(
@@ -100,11 +118,12 @@ def evaluate(logits: np.ndarray, positives: np.ndarray, threshold_logit: float) 
         true_negatives=tn, false_positive_rate=_ratio(fp, fp + tn), false_negative_rate=_ratio(fn, tp + fn),
         precision=_ratio(tp, tp + fp), auc=roc_auc(logits, positives),
         threshold=float(sigmoid(threshold_logit)), threshold_logit=float(threshold_logit),
+        block_share=_ratio(tp + fp, len(logits)), teacher_share=_ratio(tp + fn, len(logits)), novel=int(novel.sum()),
     )
 
 
 def plot_precision_recall(logits: np.ndarray, positives: np.ndarray, threshold_logit: float, path: str | Path,
-                          title: str) -> Path:
+                          title: str, novel: np.ndarray | None = None) -> Path:
     """Write the precision-recall curve with the operating point at ``threshold_logit`` as a PNG."""
     import matplotlib
 
@@ -116,7 +135,7 @@ def plot_precision_recall(logits: np.ndarray, positives: np.ndarray, threshold_l
     hits = np.cumsum(positives[order])
     precision = hits / np.arange(1, len(order) + 1)
     recall = hits / max(int(positives.sum()), 1)
-    point = evaluate(logits, positives, threshold_logit)
+    point = evaluate(logits, positives, threshold_logit, novel)
     fig, ax = plt.subplots(figsize=(5, 4), dpi=100)
     ax.plot(recall, precision, lw=1.5, label=f"AUC(ROC) {point.auc:.4f}")
     ax.scatter([1.0 - point.false_negative_rate], [point.precision], color="red", zorder=3,

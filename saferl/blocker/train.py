@@ -1,9 +1,8 @@
-"""Training a Blocker: seeded, on cuda when present, with a progress bar, TensorBoard curves and early stopping.
+"""Training one Blocker CNN: seeded, on cuda when present, with a progress bar, TensorBoard curves and early stopping.
 
-:func:`train_net` fits one CNN on the train episodes, stopping when the validation loss has not
-improved for ``patience`` epochs and keeping the best epoch's weights. :func:`fit_blocker` is the
-whole recipe: load labels, split by episode, train, set the zero-false-negative threshold on the
-validation episodes, evaluate on the test episodes, save.
+:func:`train_net` fits one CNN on the train episodes, stopping when the validation loss has not improved for
+``patience`` epochs and keeping the best epoch's weights (the whole recipe, folds and threshold included, is
+:func:`saferl.blocker.fit.fit_blocker`).
 """
 
 from __future__ import annotations
@@ -11,23 +10,19 @@ from __future__ import annotations
 import copy
 import os
 import time
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Any, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
-from saferl.blocker.data import BlockerData, Preprocessing, Split, load_labels, split_by_episode, to_float
-from saferl.blocker.io import save_blocker
+from saferl.blocker.data import BlockerData, to_float
 from saferl.blocker.model import Blocker, ModelConfig, new_blocker
-from saferl.blocker.threshold import Evaluation, evaluate, plot_precision_recall, roc_auc, zero_fn_threshold
+from saferl.blocker.threshold import roc_auc
 from saferl.device import resolve_device
 from saferl.errors import SaferlError
 
 BALANCES = ("weight", "sample")
-PLOT = "test-precision-recall.png"
 
 
 @dataclass(frozen=True)
@@ -166,112 +161,3 @@ def train_net(data: BlockerData, train: np.ndarray, val: np.ndarray, model_confi
             writer.close()
     blocker.net.load_state_dict(best[2])
     return TrainedNet(blocker, history, best[1], time.perf_counter() - start, str(device))
-
-
-@dataclass
-class FitResult:
-    """What :func:`fit_blocker` produced: the thresholded Blocker and its validation and test figures."""
-
-    blocker: Blocker
-    data: BlockerData
-    split: Split
-    validation: Evaluation
-    test: Evaluation
-    trained: TrainedNet
-    test_logits: np.ndarray = field(repr=False)
-
-    def summary(self) -> dict[str, Any]:
-        """Figures for the CLI and reports."""
-        episodes = self.split.episodes(self.data)
-        return {
-            "game": self.data.game,
-            "labels": len(self.data),
-            "blocks": int(self.data.blocked.sum()),
-            "episodes": int(len(np.unique(self.data.episodes))),
-            **{f"{name}_episodes": len(ids) for name, ids in episodes.items()},
-            **{f"{name}_examples": len(getattr(self.split, name)) for name in ("train", "val", "test")},
-            "members": len(getattr(self.blocker, "members", [self.blocker])),
-            "epochs": len(self.trained.history),
-            "best_epoch": self.trained.best_epoch,
-            "train_seconds": round(self.trained.seconds, 1),
-            "device": self.trained.device,
-            "threshold": self.blocker.threshold,
-            "val_false_positive_rate": self.validation.false_positive_rate,
-            "examples": self.test.examples,
-            "positives": self.test.positives,
-            "false_negatives": self.test.false_negatives,
-            "false_positives": self.test.false_positives,
-            "false_positive_rate": self.test.false_positive_rate,
-            "auc": self.test.as_dict()["auc"],
-        }
-
-
-def training_record(data: BlockerData, split: Split) -> list[dict[str, Any]]:
-    """Per label store: path, digest, counts and which of its episodes went to train, val and test."""
-    records = []
-    for k, source in enumerate(data.sources):
-        record: dict[str, Any] = asdict(source)
-        for name in ("train", "val", "test"):
-            indices = getattr(split, name)
-            record[f"{name}_episodes"] = np.unique(data.store_episode[indices][data.store[indices] == k]).tolist()
-        records.append(record)
-    return records
-
-
-def calibrate(blocker: Blocker, data: BlockerData, split: Split,
-              margin: float = 0.0) -> tuple[Evaluation, Evaluation, np.ndarray]:
-    """Set ``blocker``'s zero-false-negative threshold on the validation examples.
-
-    :return: its figures on the validation and the test examples, and its test logits.
-    """
-    val_logits = example_logits(blocker, data, split.val)
-    blocker.threshold_logit = zero_fn_threshold(val_logits, data.blocked[split.val], margin)
-    test_logits = example_logits(blocker, data, split.test)
-    return (evaluate(val_logits, data.blocked[split.val], blocker.threshold_logit),
-            evaluate(test_logits, data.blocked[split.test], blocker.threshold_logit), test_logits)
-
-
-def fit_blocker(label_paths: Sequence[str | os.PathLike[str]], game: str, out: str | os.PathLike[str] | None = None,
-                preprocessing: Preprocessing | None = None, model_config: ModelConfig | None = None,
-                config: TrainConfig = TrainConfig(), margin: float = 0.0,
-                fractions: tuple[float, float, float] = (0.6, 0.2, 0.2), members: int = 1) -> FitResult:
-    """Train, threshold, evaluate and (with ``out``) save a Blocker on the label stores ``label_paths``.
-
-    The split by episode is seeded with ``config.seed``. ``out`` receives the Blocker (see
-    :mod:`saferl.blocker.io`), TensorBoard curves in ``tensorboard/`` and the test precision-recall plot.
-    With ``members`` > 1 it is a bootstrap :class:`~saferl.blocker.ensemble.Ensemble` of that many Blockers.
-    """
-    if members < 1:
-        raise SaferlError(f"--ensemble must be at least 1, not {members}")
-    data = load_labels(label_paths, game, preprocessing)
-    split = split_by_episode(data, fractions, seed=config.seed)
-    log_dir = Path(out) / "tensorboard" if out is not None else None
-    if members > 1:
-        from saferl.blocker.ensemble import train_ensemble
-
-        start = time.perf_counter()
-        ensemble = train_ensemble(data, split, members, model_config, config, margin)
-        trained = TrainedNet(ensemble, [], 0, time.perf_counter() - start, str(resolve_device(config.device)))
-    else:
-        trained = train_net(data, split.train, split.val, model_config, config, log_dir)
-    blocker = trained.blocker
-    validation, test, test_logits = calibrate(blocker, data, split, margin)
-    result = FitResult(blocker, data, split, validation, test, trained, test_logits)
-    blocker.metadata = {
-        "margin": margin,
-        "train_config": asdict(config),
-        "training_data": training_record(data, split),
-        "metrics": {"validation": validation.as_dict(), "test": test.as_dict()},
-        "history": trained.history,
-        "summary": result.summary(),
-    }
-    if out is not None:
-        if members > 1:
-            from saferl.blocker.ensemble import save_ensemble
-
-            save_ensemble(blocker, out)
-        else:
-            save_blocker(blocker, out)
-        plot_precision_recall(test_logits, data.blocked[split.test], blocker.threshold_logit, Path(out) / PLOT,
-                              f"{game} Blocker, test episodes")
-    return result

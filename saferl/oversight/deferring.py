@@ -47,9 +47,9 @@ import numpy as np
 from saferl.errors import SaferlError
 from saferl.oversight.decision import BaseOverseer, Decision, Overseer, StepContext
 
-POOL = 4  # the novelty sketch averages 4x4 pixel blocks of the Blocker's input
 NOVELTY_QUANTILE = 0.99
 NOVELTY_PROBES = 512  # labelled frames whose nearest neighbour calibrates the novelty radius
+POOL = 4  # the novelty sketch averages 4x4 pixel blocks of the Blocker's input
 REASONS = ("disagreement", "near_threshold", "novel", "regression", "hindsight")
 FIRST_FIT_RETRY = 100  # labels before trying again when the first ensemble could not be made (blocks in too
 # few segments): waiting ``refit_every`` asked every decision of up to 800 more labels (Space Invaders, measured)
@@ -142,11 +142,6 @@ def sketch(inputs: np.ndarray) -> np.ndarray:
     h4, w4 = h // POOL, w // POOL
     blocks = inputs[:, :, :h4 * POOL, :w4 * POOL].reshape(b, c, h4, POOL, w4, POOL)
     return (blocks.mean(axis=(3, 5), dtype=np.float32) / 255.0).reshape(b, -1)
-
-
-def squared_distances(queries: np.ndarray, memory: np.ndarray) -> np.ndarray:
-    """The squared Euclidean distances between the rows of ``queries`` and of ``memory`` (Q x M)."""
-    return np.maximum((queries ** 2).sum(1)[:, None] + (memory ** 2).sum(1)[None, :] - 2.0 * queries @ memory.T, 0.0)
 
 
 @dataclass
@@ -364,6 +359,8 @@ class DeferringOverseer(BaseOverseer):
         keep = self._rng.permutation(len(frames))[:self.config.novelty_memory]
         self._memory, kept_segments = sketch(frames[keep]), segments[keep]
         probes = len(self._memory[:NOVELTY_PROBES])
+        from saferl.blocker.novelty import squared_distances
+
         squared = squared_distances(self._memory[:probes], self._memory)
         squared[kept_segments[:probes, None] == kept_segments[None, :]] = np.inf  # not its own segment
         nearest = np.sqrt(squared.min(axis=1))
@@ -373,9 +370,11 @@ class DeferringOverseer(BaseOverseer):
 
     def _novel(self, inputs: np.ndarray) -> np.ndarray:
         """Which inputs lie farther from every remembered labelled frame than the novelty radius."""
+        from saferl.blocker.novelty import nearest_distances
+
         if not self.config.novelty or not len(self._memory):
             return np.zeros(len(inputs), bool)
-        return np.sqrt(squared_distances(sketch(inputs), self._memory).min(axis=1)) > self._radius
+        return nearest_distances(sketch(inputs), self._memory) > self._radius
 
     def recall(self, store: Any) -> None:
         """Take the labels already in ``store`` (a resumed run's: the decisions it asked about) as asked examples,

@@ -51,6 +51,7 @@ class Outcome:
     executed_action: int  # HOLD (-1) when a pruned step left the env where it was
     blocked: bool
     catastrophe: bool
+    catastrophe_on_block: bool  # the catastrophe came on a step where a replacement ran
     false_negative: bool
     false_positive: bool
     score: float
@@ -139,6 +140,7 @@ class Intervention:
             executed_action=executed,
             blocked=decision.block,
             catastrophe=catastrophe,
+            catastrophe_on_block=catastrophe and executed not in (proposed, HOLD),
             false_negative=catastrophe and not decision.block,
             false_positive=decision.block and not needed,
             score=float(decision.score),

@@ -16,8 +16,8 @@ from stable_baselines3.common.callbacks import BaseCallback
 if TYPE_CHECKING:
     from saferl.oversight.intervention import Outcome
 
-COUNTED = ("steps", "catastrophes", "blocks", "false_negatives", "false_positives", "labels", "human_seconds",
-           "penalties")
+COUNTED = ("steps", "catastrophes", "catastrophes_on_blocks", "blocks", "false_negatives", "false_positives", "labels",
+           "human_seconds", "penalties")
 EPISODE_FIELDS = ("episode", "env_index", *COUNTED, "return", "game_return")
 
 
@@ -25,6 +25,7 @@ def _tally(outcome: Mapping[str, Any]) -> dict[str, float]:
     return {
         "steps": 1,
         "catastrophes": int(outcome["catastrophe"]),
+        "catastrophes_on_blocks": int(outcome.get("catastrophe_on_block", False)),
         "blocks": int(outcome["blocked"]),
         "false_negatives": int(outcome["false_negative"]),
         "false_positives": int(outcome["false_positive"]),
@@ -32,6 +33,11 @@ def _tally(outcome: Mapping[str, Any]) -> dict[str, float]:
         "human_seconds": float(outcome["seconds"]) + float(outcome.get("hindsight_seconds", 0.0)),
         "penalties": float(outcome.get("penalty", 0.0)),
     }
+
+
+def block_rate(totals: Mapping[str, float]) -> float:
+    """Blocks per overseen step (0 before the first step)."""
+    return float(totals["blocks"]) / totals["steps"] if totals["steps"] else 0.0
 
 
 @dataclass
@@ -59,8 +65,8 @@ class SafetyCounters:
         return row
 
     def summary(self) -> dict[str, float]:
-        """Cumulative totals plus the number of finished episodes."""
-        return {**self.totals, "episodes": len(self.episodes)}
+        """Cumulative totals plus the block rate and the number of finished episodes."""
+        return {**self.totals, "block_rate": block_rate(self.totals), "episodes": len(self.episodes)}
 
 
 class SafetyCallback(BaseCallback):
@@ -102,6 +108,7 @@ class SafetyCallback(BaseCallback):
                     self._csv.flush()
         for key, value in self.counters.totals.items():
             self.logger.record(f"safety/{key}", value)
+        self.logger.record("safety/block_rate", block_rate(self.counters.totals))
         return True
 
     def _on_training_end(self) -> None:
