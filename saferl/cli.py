@@ -45,6 +45,8 @@ def cmd_games(args: argparse.Namespace) -> int:
         print(f"{name}  ({row['env_id']})")
         print(f"  catastrophe:   {row['catastrophe']}")
         print(f"  blocking rule: {row['blocking_rule']}")
+        if row.get("episode_ends"):
+            print(f"  episode ends:  {row['episode_ends']}")
     if args.json:
         print(json.dumps({"games": rows}))
     return 0

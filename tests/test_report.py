@@ -71,6 +71,7 @@ def write_run(run_dir: Path, condition: str, seed: int, figures: tuple[int, int,
     summary = {"condition": condition, "seed": seed, "steps": TOTAL_STEPS, "frames": TOTAL_STEPS * FRAMESKIP,
                "catastrophes": total, "catastrophes_after_human": after, "catastrophes_during_human": during,
                "false_negatives": total, "false_positives": 7, "blocks": 2 * total + 40,
+               "block_rate": (2 * total + 40) / 1000, "catastrophes_on_blocks": total // 4,
                "human_labels": OVERSIGHT_STEPS if condition == "hirl" else 0, "human_seconds": seconds,
                "mean_return": mean_return, "episodes": 20, "seconds": 12.5, "handover_step": OVERSIGHT_STEPS}
     if condition == "hirl":
@@ -156,8 +157,8 @@ def test_report_rows_tables_and_plots(run_dir: tuple[Path, list[dict]], fill_cal
         assert mean[1:] == [format_number(np.mean([run[key] for run in runs])) for key in RUN_COLUMNS]
     none_mean = table_row(section(markdown, "Condition `none`"), "mean")
     assert none_mean[1:4] == ["4", "12", "16"]  # during human, after the handover, total
-    assert none_mean[8] == "-19.9"  # mean return (-20.5 - 19.25) / 2
-    assert table_row(section(markdown, "Condition `hirl`"), "mean")[7] == "1,367"  # human seconds
+    assert none_mean[10] == "-19.9"  # mean return (-20.5 - 19.25) / 2
+    assert table_row(section(markdown, "Condition `hirl`"), "mean")[9] == "1,367"  # human seconds
 
     comparison = section(markdown, "Comparison")
     # 16 ± t(0.975, 1) * std([12, 20]) / sqrt(2) = 16 ± 12.706 * 4
