@@ -5,8 +5,9 @@ rounds so machine noise hits all alike: the bare vectorized env (no overseer, no
 BlockerOverseer reviewing the whole batch in one forward pass, and the same Blocker asked once per
 env. The median seconds per env step of each is reported with its ratio to the bare env's. The
 Blocker is loaded from ``--blocker DIR`` (it blocks as trained, and each block costs the wrappers a
-counterfactual look-up), or is an untrained one of the game's default size with an infinite
-threshold: the same compute as a trained one, never blocking, so only the review itself is measured.
+counterfactual look-up), or is an untrained one of the deployed shape (3 members of the game's size and a
+novelty memory) with an infinite threshold: the same compute as a trained one, never blocking, so only the
+review itself is measured.
 
     python bench/blocker_overhead.py --game pong [--blocker DIR] [--json]
 """
@@ -21,8 +22,10 @@ from typing import Any, Callable
 
 import numpy as np
 
-from saferl.blocker import BlockerOverseer, load_blocker, new_blocker
-from saferl.envs import action_names, make_ale_env, make_vec_env
+from sidebyside import load_or_untrained_blocker
+
+from saferl.blocker import BlockerOverseer
+from saferl.envs import make_vec_env
 from saferl.games import get_game
 from saferl.oversight import BaseOverseer, Decision, StepContext
 
@@ -64,14 +67,7 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     game = get_game(args.game)
-    if args.blocker:
-        blocker = load_blocker(args.blocker, game.name)
-    else:
-        probe = make_ale_env(game)
-        blocker = new_blocker(game.name, action_names(probe), seed=0)
-        blocker.threshold_logit = float("inf")
-        probe.close()
-    batched = BlockerOverseer(blocker)
+    batched = BlockerOverseer(load_or_untrained_blocker(game, args.blocker))
     configs: dict[str, Callable[[], Any]] = {
         "bare": lambda: make_vec_env(game, N_ENVS, overseer=None, seed=0),
         "batched": lambda: make_vec_env(game, N_ENVS, overseer=batched, seed=0),
@@ -83,7 +79,8 @@ def main() -> None:
             samples[name].append(seconds_per_env_step(make, args.steps, seed=round_))
     result: dict[str, Any] = {"game": game.name, "n_envs": N_ENVS, "steps": args.steps, "rounds": args.rounds,
                               "blocker": args.blocker or "untrained",
-                              "model": blocker.model_config.to_dict()}
+                              "model": batched.blocker.members[0].model_config.to_dict(),
+                              "members": len(batched.blocker.members)}
     reference = statistics.median(samples["bare"])
     for name, values in samples.items():
         median = statistics.median(values)

@@ -28,7 +28,7 @@ from typing import Any, Callable
 import gymnasium as gym
 import numpy as np
 
-from sidebyside import bench_parser, interleaved, print_json, rate, ratio
+from sidebyside import bench_parser, interleaved, load_or_untrained_blocker, print_json, rate, ratio
 
 N_ENVS = 8
 STACK = 4
@@ -95,17 +95,10 @@ def shared_workers(game: Any, workers: int) -> Subject:
 
 
 def blocker_overseer(game: Any, folder: str | None) -> Any:
-    """The BlockerOverseer of ``folder``, or of an untrained Blocker of the game's size that never blocks."""
-    from saferl.blocker import BlockerOverseer, load_blocker, new_blocker
-    from saferl.envs import action_names, make_ale_env
+    """The BlockerOverseer of ``folder``, or of an untrained Blocker of the deployed shape that never blocks."""
+    from saferl.blocker import BlockerOverseer
 
-    if folder:
-        return BlockerOverseer(load_blocker(folder, game.name))
-    probe = make_ale_env(game)
-    blocker = new_blocker(game.name, action_names(probe), seed=0)
-    probe.close()
-    blocker.threshold_logit = float("inf")
-    return BlockerOverseer(blocker)
+    return BlockerOverseer(load_or_untrained_blocker(game, folder))
 
 
 def steps_per_second(subject: Subject, batches: int, seed: int, cpu: list[float] | None = None) -> float:

@@ -62,7 +62,9 @@ def blocker_rate(labels: Path, device: str, epochs: int) -> tuple[float, dict]:
     result = fit_blocker([labels], "pong", config=TrainConfig(epochs=epochs, patience=epochs, device=device,
                                                                progress=False), margin=0.01)
     summary = result.summary()
-    return summary["train_examples"] * summary["epochs"] / summary["train_seconds"], summary
+    trained = sum(len(net.history) * (len(result.folds.fitted) - len(fold))
+                  for net, fold in zip(result.trained, result.folds.folds))
+    return trained / summary["train_seconds"], summary
 
 
 def main() -> None:

@@ -86,3 +86,28 @@ def tree_cpu_seconds() -> float:
         tree.update(children)
         frontier.extend(children)
     return sum(used.get(pid, 0.0) for pid in tree)
+
+
+def untrained_blocker(game: Any, members: int = 3, memory: int = 8000) -> Any:
+    """A Blocker of the shape ``saferl train-blocker`` deploys for ``game`` (``members`` untrained CNNs of the
+    game's size, any of which blocks, and a novelty memory of ``memory`` views each) that never blocks: the compute
+    of a trained one's review, with no block to cost the wrappers a counterfactual."""
+    import numpy as np
+
+    from saferl.blocker import Ensemble, new_blocker
+    from saferl.blocker.novelty import Novelty
+    from saferl.envs import game_action_names
+
+    names = game_action_names(game)
+    nets = [new_blocker(game.name, names, seed=k) for k in range(members)]
+    units = nets[0].net.head[0].out_features
+    rng = np.random.default_rng(0)
+    views = [rng.normal(size=(memory, units)).astype(np.float32) for _ in nets]
+    return Ensemble(nets, float("inf"), rule="max", novelty=Novelty(views, [1e9] * members))
+
+
+def load_or_untrained_blocker(game: Any, folder: str | None) -> Any:
+    """The Blocker saved in ``folder`` (an ensemble or a single one), else :func:`untrained_blocker`."""
+    from saferl.blocker.ensemble import load_scorer
+
+    return load_scorer(folder, game.name) if folder else untrained_blocker(game)
