@@ -12,6 +12,7 @@ from saferl.errors import SaferlError
 from saferl.games import Game
 
 gym.register_envs(ale_py)
+ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Error)  # no banner on stderr: saferl's own messages only
 
 
 def make_ale_env(game: Game, seed: int | None = None, **overrides: Any) -> Emulator:

@@ -37,24 +37,40 @@ def write_json(path: str | os.PathLike[str], data: Any, indent: int = 1) -> None
 
 
 def read_format_json(path: str | os.PathLike[str], fmt: str, version: int, what: str, missing: str) -> dict[str, Any]:
-    """The JSON object in ``path``, checked to be of format ``fmt`` at ``version``.
+    """The JSON object in ``path`` (bounded in size and nesting), checked to be of format ``fmt`` at ``version``.
 
     :param what: what the file describes, for messages (``Blocker``, ``A3C agent``).
     :param missing: the message when the file does not exist (say how to make one).
     """
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise SaferlError(missing) from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise SaferlError(f"{path} is not readable {what} metadata ({err}): retrain or restore it") from None
+    from saferl.schema import read_json
+
+    data = read_json(path, missing)
     if not isinstance(data, dict) or data.get("format") != fmt:
         raise SaferlError(f"{path} is not a saferl {what}'s metadata (format is not {fmt!r})")
     if data.get("format_version") != version:
-        raise SaferlError(f"{path} has {what} format version {data.get('format_version')}; this saferl reads "
+        raise SaferlError(f"{path} has {what} format version {data.get('format_version')!r}; this saferl reads "
                           f"version {version}: use a matching saferl or retrain")
     return data
+
+
+def _canonical_sha256(data: Any) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def with_digest(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` as JSON will hold it, plus ``digest``: the sha256 of every other field, so that an edit to any
+    field of the written file shows (:func:`check_digest`)."""
+    plain = json.loads(json.dumps(data, default=str))
+    plain.pop("digest", None)
+    return {**plain, "digest": _canonical_sha256(plain)}
+
+
+def check_digest(data: dict[str, Any], path: str | os.PathLike[str], fix: str) -> None:
+    """Refuse metadata read from ``path`` whose fields do not match its ``digest`` (:func:`with_digest`)."""
+    fields = {key: value for key, value in data.items() if key != "digest"}
+    if data.get("digest") != _canonical_sha256(fields):
+        raise SaferlError(f"{path} does not match its digest: a field was edited or damaged after it was written, "
+                          f"and it was not used; {fix}")
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
@@ -75,7 +91,12 @@ def load_safetensors(weights: str | os.PathLike[str], sha256: str | None, what: 
         raise SaferlError(f"{weights} is not the file its metadata describes (sha256 differs): it was replaced or "
                           f"damaged, and was not loaded; retrain {what} or restore the file")
     try:
-        return load_file(str(weights))
+        tensors = load_file(str(weights))
     except (SafetensorError, OSError, ValueError) as err:
         raise SaferlError(f"{weights} is not a safetensors file ({err}); it was not loaded") from None
+    damaged = [name for name, tensor in tensors.items() if tensor.is_floating_point() and not tensor.isfinite().all()]
+    if damaged:
+        raise SaferlError(f"{weights} holds NaN or infinite values (in {', '.join(damaged[:3])}): {what} is damaged; "
+                          "retrain it or restore the file")
+    return tensors
 

@@ -41,17 +41,14 @@ def _depth(value: Any, limit: int) -> int:
     return depth
 
 
-def _no_constant(name: str) -> float:
-    raise ValueError(f"{name} is not a number JSON allows")
-
-
 def parse_json(text: str | bytes, source: str) -> Any:
-    """JSON ``text`` (NaN and Infinity refused, nesting bounded); ``source`` names it in the error."""
+    """JSON ``text``, bounded in size and nesting; ``source`` names it in the error. NaN may stand in a figure
+    (a metric with no data); a model's :class:`Strict` fields refuse it where a value is used."""
     if len(text) > MAX_JSON_BYTES:
         raise SaferlError(f"{source} is {len(text):,} bytes, more than saferl's metadata ever is "
                           f"({MAX_JSON_BYTES:,}): it is not a saferl file; restore or recreate it")
     try:
-        data = json.loads(text, parse_constant=_no_constant)
+        data = json.loads(text)
     except RecursionError:
         raise SaferlError(f"{source} nests too deeply to be saferl's: restore or recreate it") from None
     except (ValueError, UnicodeDecodeError) as err:

@@ -45,6 +45,7 @@ from saferl.blocker.novelty import fit_novelty
 from saferl.blocker.threshold import fn_rate_bound
 from saferl.envs import make_vec_env
 from saferl.errors import SaferlError
+from saferl.files import with_digest
 from saferl.games import GameState, get_game
 from saferl.games.pong import UP_ACTIONS
 from saferl.oversight import ScriptedOverseer, StepContext, make_overseer
@@ -327,6 +328,71 @@ def test_load_refuses_another_game_another_preprocessing_and_a_tampered_novelty_
         load_scorer(bad)
 
 
+@pytest.mark.parametrize("field, value, says", [
+    ("threshold_logit", float("nan"), "threshold_logit"), ("threshold_logit", float("inf"), "threshold_logit"),
+    ("threshold_logit", float("-inf"), "threshold_logit"), ("threshold_logit", 1e308, "threshold_logit"),
+    ("threshold_logit", True, "threshold_logit"), ("game", "chess", "game"),
+    ("model", {"convs": 2, "filters": 10**9, "fc": [10, 10], "dropout": 0.5}, "model.filters"),
+    ("preprocessing", {"crop": [0, 10**7, 0, 160], "size": [105, 80], "color": "rgb", "stack": 1,
+                       "interpolation": "linear"}, "preprocessing.crop"),
+    ("action_names", [], "action_names"),
+])
+def test_tampered_blocker_metadata_is_refused_edited_and_even_with_a_forged_digest(trained, tmp_path, field, value,
+                                                                                    says):
+    folder, _ = trained
+    bad = shutil.copytree(folder, tmp_path / "bad")
+    path = bad / "member-0" / "blocker.json"
+    meta = {**json.loads(path.read_text()), field: value}
+    path.write_text(json.dumps(meta))
+    with pytest.raises(SaferlError, match="does not match its digest"):
+        load_blocker(bad / "member-0")
+    path.write_text(json.dumps(with_digest(meta)))
+    with pytest.raises(SaferlError, match=says):
+        load_blocker(bad / "member-0")
+    result = saferl("oversee", "--game", "pong", "--overseer", f"blocker:{bad}", "--steps", "5", check_rc=2)
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+
+
+def test_another_games_blocker_relabelled_and_swapped_ensemble_fields_are_refused(trained, tmp_path):
+    folder, _ = trained
+    bad = shutil.copytree(folder, tmp_path / "bad")
+    spec = json.loads((bad / "ensemble.json").read_text())
+    for edit in ({"threshold_logit": -1e3}, {"rule": "mean"}, {"game": "space_invaders"}, {"members": ["member-0"]}):
+        (bad / "ensemble.json").write_text(json.dumps({**spec, **edit}))
+        with pytest.raises(SaferlError, match="does not match its digest"):
+            load_scorer(bad)
+    (bad / "ensemble.json").write_text(json.dumps(with_digest({**spec, "threshold_logit": float("nan")})))
+    with pytest.raises(SaferlError, match="threshold_logit"):
+        load_scorer(bad)
+    (bad / "ensemble.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(SaferlError, match="nests"):
+        load_scorer(bad)
+    (bad / "ensemble.json").write_text(json.dumps(spec))
+    meta = json.loads((bad / "member-1" / "blocker.json").read_text())  # a member relabelled as another game's
+    (bad / "member-1" / "blocker.json").write_text(json.dumps(with_digest({**meta, "game": "space_invaders"})))
+    with pytest.raises(SaferlError, match="not the member"):
+        load_scorer(bad)
+
+
+def test_nan_weights_are_refused_on_load_even_with_every_hash_updated(trained, tmp_path):
+    import hashlib
+
+    from safetensors.torch import load_file, save_file
+
+    folder, _ = trained
+    bad = shutil.copytree(folder, tmp_path / "bad")
+    weights = bad / "member-0" / "blocker.safetensors"
+    tensors = load_file(str(weights))
+    name = next(iter(tensors))
+    tensors[name][0] = float("nan")
+    save_file(tensors, str(weights))
+    meta = json.loads((bad / "member-0" / "blocker.json").read_text())
+    meta = with_digest({**meta, "weights_sha256": hashlib.sha256(weights.read_bytes()).hexdigest()})
+    (bad / "member-0" / "blocker.json").write_text(json.dumps(meta))
+    with pytest.raises(SaferlError, match="NaN or infinite"):
+        load_blocker(bad / "member-0")
+
+
 # A hand-made protocol-0 pickle: unpickling it calls builtins.exec on code that writes a marker file.
 def malicious_pickle(marker: Path) -> bytes:
     code = f"open({str(marker)!r}, 'w').write('pwned')"
@@ -343,14 +409,21 @@ def test_a_malicious_pickle_in_place_of_the_weights_is_refused_unexecuted(traine
     (bad / "member-0" / "blocker.safetensors").write_bytes(payload)
     with pytest.raises(SaferlError, match="sha256"):
         load_scorer(bad)
-    # Even with the metadata's hash forged to match, it is parsed as safetensors, never unpickled.
+    # With the weights' hash edited to match, the metadata's digest shows the edit.
     meta = json.loads((bad / "member-0" / "blocker.json").read_text())
     import hashlib
 
     meta["weights_sha256"] = hashlib.sha256(payload).hexdigest()
     (bad / "member-0" / "blocker.json").write_text(json.dumps(meta))
-    with pytest.raises(SaferlError, match="not a safetensors file"):
+    with pytest.raises(SaferlError, match="does not match its digest"):
         load_scorer(bad)
+    # With the digest forged as well, the ensemble sees a member it was not saved with, and the member alone is
+    # parsed as safetensors, never unpickled.
+    (bad / "member-0" / "blocker.json").write_text(json.dumps(with_digest(meta)))
+    with pytest.raises(SaferlError, match="not the member"):
+        load_scorer(bad)
+    with pytest.raises(SaferlError, match="not a safetensors file"):
+        load_blocker(bad / "member-0")
     result = saferl("oversee", "--game", "pong", "--overseer", f"blocker:{bad}", "--steps", "5", check_rc=2)
     assert "--overseer" in result.stderr and "Traceback" not in result.stderr
     assert not marker.exists()

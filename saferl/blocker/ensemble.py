@@ -8,28 +8,61 @@ spread says where the labels did not pin the decision down: the states worth ask
 
 from __future__ import annotations
 
-import json
-import math
 import os
 from dataclasses import dataclass, field, replace
-from typing import Any
 from pathlib import Path
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import torch
+from pydantic import Field, StringConstraints, field_validator, model_validator
 
 from saferl.blocker.data import BlockerData, Preprocessing, Split
-from saferl.blocker.io import load_blocker, save_blocker
+from saferl.blocker.io import FORMAT_VERSION, Logit, Sha256, known_game, load_blocker, read_metadata, save_blocker
 from saferl.blocker.model import Blocker, ModelConfig, sigmoid
 from saferl.blocker.novelty import Novelty, novelty_from_arrays
 from saferl.blocker.threshold import zero_fn_threshold
 from saferl.blocker.train import TrainConfig, example_logits, train_net
 from saferl.errors import SaferlError
-from saferl.files import atomic_path, load_safetensors, sha256_file, write_json
+from saferl.files import atomic_path, check_digest, load_safetensors, read_format_json, sha256_file, with_digest, \
+    write_json
+from saferl.schema import Strict, validate
 
 ENSEMBLE = "ensemble.json"
 NOVELTY = "novelty.safetensors"
+FORMAT = "saferl-ensemble"
 RULES = ("mean", "max")
+MAX_MEMBERS = 32
+
+
+class NoveltyRecord(Strict):
+    """The novelty check's fields of ``ensemble.json``."""
+
+    radii: list[Annotated[float, Field(gt=0.0, le=1e6)]] = Field(min_length=1, max_length=MAX_MEMBERS)
+    quantile: float = Field(gt=0.0, le=1.0)
+    sha256: Sha256
+
+
+class EnsembleRecord(Strict):
+    """What ``ensemble.json`` must hold before its members are loaded."""
+
+    game: str
+    members: list[Annotated[str, StringConstraints(pattern=r"^member-[0-9]{1,3}$")]] = Field(
+        min_length=1, max_length=MAX_MEMBERS)
+    member_digests: list[Sha256]
+    rule: Literal[RULES]  # type: ignore[valid-type]
+    threshold_logit: Logit
+    novelty: NoveltyRecord | None = None
+
+    _game = field_validator("game")(known_game)
+
+    @model_validator(mode="after")
+    def _one_digest_and_radius_per_member(self) -> EnsembleRecord:
+        if len(self.member_digests) != len(self.members):
+            raise ValueError(f"{len(self.member_digests)} member digests for {len(self.members)} members")
+        if self.novelty is not None and len(self.novelty.radii) != len(self.members):
+            raise ValueError(f"{len(self.novelty.radii)} novelty radii for {len(self.members)} members")
+        return self
 
 
 @dataclass
@@ -133,7 +166,8 @@ def save_ensemble(ensemble: Ensemble, folder: str | os.PathLike[str]) -> Path:
 
     folder = Path(folder)
     names = [save_blocker(member, folder / f"member-{i}").name for i, member in enumerate(ensemble.members)]
-    spec = {**ensemble.metadata, "format": "saferl-ensemble", "game": ensemble.game, "members": names,
+    spec = {**ensemble.metadata, "format": FORMAT, "format_version": FORMAT_VERSION, "game": ensemble.game,
+            "members": names, "member_digests": [read_metadata(folder / name)["digest"] for name in names],
             "rule": ensemble.rule, "threshold_logit": ensemble.threshold_logit, "threshold": ensemble.threshold}
     if ensemble.novelty is not None:
         with atomic_path(folder / NOVELTY) as tmp:
@@ -141,7 +175,7 @@ def save_ensemble(ensemble: Ensemble, folder: str | os.PathLike[str]) -> Path:
                       str(tmp))
         spec["novelty"] = {"radii": ensemble.novelty.radii, "quantile": ensemble.novelty.quantile,
                            "sha256": sha256_file(folder / NOVELTY)}
-    write_json(folder / ENSEMBLE, spec)
+    write_json(folder / ENSEMBLE, with_digest(spec))
     return folder
 
 
@@ -151,26 +185,26 @@ def is_ensemble(folder: str | os.PathLike[str]) -> bool:
 
 
 def load_ensemble(folder: str | os.PathLike[str], game: str | None = None) -> Ensemble:
-    """The ensemble saved in ``folder`` (each member loaded as safely as :func:`load_blocker`)."""
-    path = Path(folder) / ENSEMBLE
-    try:
-        spec = json.loads(path.read_text())
-        names, threshold = [str(name) for name in spec["members"]], float(spec["threshold_logit"])
-        rule, novelty_spec = str(spec.get("rule", "mean")), spec.get("novelty")
-        if novelty_spec is not None:
-            radii, quantile = [float(r) for r in novelty_spec["radii"]], float(novelty_spec["quantile"])
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
-        raise SaferlError(f"{path} is not a readable saferl ensemble ({err}): retrain it") from None
-    if not math.isfinite(threshold):
-        raise SaferlError(f"{path}: threshold_logit {threshold} is not a finite number: retrain the Blocker")
-    if any(Path(name).name != name for name in names):
-        raise SaferlError(f"{path} names members outside its folder: refusing to load it")
+    """The ensemble saved in ``folder``: ``ensemble.json`` checked against its digest and :class:`EnsembleRecord`,
+    each member loaded as safely as :func:`load_blocker` and matched to the digest the ensemble recorded for it."""
+    folder = Path(folder)
+    path, fix = folder / ENSEMBLE, "restore the Blocker folder or retrain it"
+    spec = read_format_json(path, FORMAT, FORMAT_VERSION, "Blocker ensemble", f"{path} is missing")
+    check_digest(spec, path, fix)
+    record = validate(EnsembleRecord, spec, str(path), fix)
+    for name, digest in zip(record.members, record.member_digests):
+        if read_metadata(folder / name).get("digest") != digest:
+            raise SaferlError(f"{folder / name} is not the member {path} was saved with (its digest differs): "
+                              f"it was replaced; {fix}")
     novelty = None
-    if novelty_spec is not None:
-        arrays = load_safetensors(Path(folder) / NOVELTY, novelty_spec.get("sha256"), f"the Blocker in {folder}")
-        novelty = novelty_from_arrays({k: v.numpy() for k, v in arrays.items()}, radii, quantile)
-    metadata = {k: v for k, v in spec.items() if k not in ("format", "members", "threshold_logit", "rule", "novelty")}
-    return Ensemble([load_blocker(Path(folder) / name, game) for name in names], threshold, metadata, rule, novelty)
+    if record.novelty is not None:
+        arrays = load_safetensors(folder / NOVELTY, record.novelty.sha256, f"the Blocker in {folder}")
+        novelty = novelty_from_arrays({k: v.numpy() for k, v in arrays.items()}, list(record.novelty.radii),
+                                      record.novelty.quantile)
+    skipped = ("format", "format_version", "members", "member_digests", "threshold_logit", "rule", "novelty", "digest")
+    metadata = {k: v for k, v in spec.items() if k not in skipped}
+    return Ensemble([load_blocker(folder / name, game) for name in record.members], record.threshold_logit, metadata,
+                    record.rule, novelty)
 
 
 def load_scorer(folder: str | os.PathLike[str], game: str | None = None) -> Blocker | Ensemble:
