@@ -136,9 +136,34 @@ def cmd_oversee(args: argparse.Namespace) -> int:
 def cmd_labels(args: argparse.Namespace) -> int:
     from saferl.oversight.label_store import LabelStore
 
-    with LabelStore.open(args.dir) as store:
-        summary = store.summary()
-    _print_summary(f"label store {args.dir}", summary, args.json)
+    if not args.check and args.salvage is None:
+        with LabelStore.open(args.dir) as store:
+            summary = store.summary()
+        _print_summary(f"label store {args.dir}", summary, args.json)
+        return 0
+    out = None if args.salvage is None else Path(args.salvage)
+    if out is not None and out.exists() and not (out.is_dir() and not any(out.iterdir())):
+        raise SaferlError(f"--salvage {out} exists and is not an empty folder: give a new folder for the repaired copy")
+    with LabelStore.open(args.dir, recover=True, verify=True) as store:
+        report = store.damage_report()
+        if out is not None:
+            store.copy_to(out).close()
+            report["salvaged_to"] = str(out)
+    ok, lost = report["records_ok"], report["damaged_bytes"]
+    stretches = f"{report['damaged_stretches']} damaged stretch{'es' * (report['damaged_stretches'] != 1)}"
+    title = (f"label store {args.dir}: {ok} records OK, {stretches} ({lost:,} bytes)" if out is None
+             else f"salvaged {args.dir} into {out}: kept {ok} records, dropped {stretches} ({lost:,} bytes)")
+    _print_summary(title, {key: value for key, value in report.items() if key != "damage"}, False)
+    for damage in report["damage"]:
+        follows = "none follows" if damage["resumes_at"] is None else f"next valid record at {damage['resumes_at']}"
+        print(f"  damaged: record {damage['record']} at byte offset {damage['offset']} ({damage['bytes']:,} bytes, "
+              f"{follows}): {damage['reason']}")
+    if args.json:
+        print(json.dumps(report))
+    if out is None and not report["sound"]:
+        print(f"saferl: error: the label store {args.dir} is damaged ({stretches}, {lost:,} bytes; {ok} records OK): "
+              f"saferl labels {args.dir} --salvage OUT copies the valid records to a new store", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -358,8 +383,15 @@ def build_parser() -> argparse.ArgumentParser:
     oversee.add_argument("--blocker", metavar="DIR", help="with --overseer human: show this Blocker's score")
     oversee.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
-    labels = command("labels", cmd_labels, "Summarize what a label store holds.")
+    labels = command("labels", cmd_labels, "Summarize what a label store holds, check every record, or salvage "
+                                           "the valid records of a damaged store into a new one.")
     labels.add_argument("dir", help="the label store folder")
+    repair = labels.add_mutually_exclusive_group()
+    repair.add_argument("--check", action="store_true",
+                        help="verify every record (CRC, frame, fields) and report the damaged ones; exit 2 if any")
+    repair.add_argument("--salvage", metavar="OUT",
+                        help="copy every record that verifies into a new store in folder OUT (new or empty); "
+                             "DIR is left unchanged")
 
     train = command("train-blocker", cmd_train_blocker,
                     "Train a Blocker on label stores: one member per fold of episodes, the zero-false-negative "

@@ -15,6 +15,11 @@ survives ``kill -9`` of the writer (``fsync_every`` also makes it survive a mach
 A relabel ("R") never rewrites a label: readers apply the latest relabel of each label and can
 still read the original. Readers keep only an index of offsets and small fields in memory and
 decode frames on demand.
+
+The header is checked against :class:`StoreHeader` before anything is sized from it. A file that ends
+inside a record (fewer bytes than its length field says: a write cut short, never acknowledged) is
+moved aside when the store is opened for appending; any other invalid record, the last one included,
+is damage, which ``saferl labels DIR --check`` reports and ``saferl labels DIR --salvage OUT`` repairs.
 """
 
 from __future__ import annotations
@@ -23,25 +28,30 @@ import bisect
 import fcntl
 import hashlib
 import json
+import logging
 import math
 import os
+import stat
 import struct
+import sys
 import time
-import warnings
 import zlib
 from array import array
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Annotated, Any, Literal, NamedTuple
 
 import numpy as np
+from pydantic import Field, field_validator
 
 import saferl
 from saferl.errors import SaferlError
 from saferl.oversight.ground_truth import HOLD
+from saferl.schema import MAX_JSON_BYTES, Strict, parse_json, validate
 
 FILE_NAME = "labels.bin"
 MAGIC = b"SAFERLLB"
@@ -50,6 +60,9 @@ RECORD_SYNC = b"\xabLR\xcd"
 FRAME_CODEC = "zlib-6"
 ZLIB_LEVEL = 6
 ATARI_FRAME_SHAPE = (210, 160, 3)
+MAX_FRAME_SIDE = 4096  # pixels: a 4096x4096 RGB frame is 48 MiB, far above any game's
+MAX_ACTIONS = 256
+MAX_NAME = 64  # characters of a game or action name
 
 _HEADER = struct.Struct("<8sHII")  # magic, version, json length, crc32(json)
 _RECORD = struct.Struct("<4sII")  # sync, payload length, crc32(length bytes + payload)
@@ -74,10 +87,63 @@ _COLUMNS = {
     "overseer": "I",
 }
 _DTYPES = {"q": np.int64, "B": np.uint8, "d": np.float64, "I": np.uint32}
+# What each stored field must be (the kinds of LabelStore._fault), checked on append and by --check.
+_LABEL_FIELDS = {"proposed_action": "action", "executed_action": "executed", "blocked": bool, "catastrophe": bool,
+                 "episode": int, "step": int, "overseer": str, "seconds": float, "score": "score"}
+_RELABEL_FIELDS = {"blocked": bool, "reviewer": str, "seconds": float}
+
+_log = logging.getLogger(__name__)
+
+
+class _StderrLine(logging.Handler):
+    """Writes each record as one ``saferl: warning: ...`` line to the current ``sys.stderr`` (no source line)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            print(f"saferl: {record.levelname.lower()}: {self.format(record)}", file=sys.stderr)
+        except Exception:  # noqa: BLE001 - logging's contract: report, never raise
+            self.handleError(record)
+
+
+if not _log.handlers:
+    _log.addHandler(_StderrLine(logging.WARNING))
+    _log.propagate = False
 
 
 class LabelStoreError(SaferlError):
     """A label store that cannot be used as asked: the message names the file and how to fix it."""
+
+
+@contextmanager
+def _as_store_error() -> Iterator[None]:
+    """Re-raise a plain SaferlError (from saferl.schema) as a LabelStoreError, which callers catch."""
+    try:
+        yield
+    except LabelStoreError:
+        raise
+    except SaferlError as err:
+        raise LabelStoreError(str(err)) from None
+
+
+Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME)]
+Side = Annotated[int, Field(ge=1, le=MAX_FRAME_SIDE)]
+
+
+class StoreHeader(Strict):
+    """The JSON header of ``labels.bin``: the game, its action names and the RGB frame shape of every record."""
+
+    format: Literal["saferl-labels"] = "saferl-labels"
+    game: Name
+    action_names: Annotated[list[Name], Field(min_length=1, max_length=MAX_ACTIONS)]
+    frame_shape: Annotated[list[Side], Field(min_length=3, max_length=3)]
+    frame_codec: Literal["zlib-6"] = FRAME_CODEC
+
+    @field_validator("frame_shape")
+    @classmethod
+    def _rgb(cls, shape: list[int]) -> list[int]:
+        if shape[2] != 3:
+            raise ValueError("an RGB frame shape is (height, width, 3)")
+        return shape
 
 
 @dataclass(frozen=True, eq=False)
@@ -127,12 +193,15 @@ class Damage:
     :param offset: the byte offset where the damage starts.
     :param reason: what is wrong.
     :param resumes_at: the byte offset of the next valid record, or None when none follows.
+    :param unfinished: the file ends inside this record (fewer bytes than its length field says): a write
+        cut short, never acknowledged, rather than bytes changed after writing.
     """
 
     record: int
     offset: int
     reason: str
     resumes_at: int | None
+    unfinished: bool = False
 
 
 class _LabelRecord(NamedTuple):
@@ -155,6 +224,15 @@ class _RelabelRecord(NamedTuple):
     seconds: float
     time: float
     reviewer: str
+
+
+class _Read(NamedTuple):
+    """What reading the record at an offset found: why it is invalid (or None), its length, the record."""
+
+    reason: str | None
+    length: int = 0
+    record: _LabelRecord | _RelabelRecord | None = None
+    unfinished: bool = False
 
 
 def _encode(record: _LabelRecord | _RelabelRecord) -> bytes:
@@ -190,6 +268,20 @@ def _decode(payload: bytes) -> _LabelRecord | _RelabelRecord:
     raise ValueError(f"unknown record kind {kind!r}")
 
 
+def _inflate(data: bytes, size: int) -> bytes:
+    """The ``size`` bytes that zlib ``data`` holds; ValueError when it holds something else (never inflating more)."""
+    try:
+        inflater = zlib.decompressobj()
+        raw = inflater.decompress(data, size + 1)
+    except zlib.error as e:
+        raise ValueError(str(e)) from None
+    if len(raw) != size:
+        raise ValueError(f"it inflates to {'more than ' * (len(raw) > size)}{min(len(raw), size)} bytes, not {size}")
+    if not inflater.eof or inflater.unused_data:
+        raise ValueError("it is not one whole zlib stream")
+    return raw
+
+
 def _store_file(path: str | os.PathLike[str]) -> Path:
     """The data file of the store at ``path`` (a directory, or the data file itself)."""
     path = Path(path)
@@ -215,17 +307,19 @@ class LabelStore:
         self.damage: list[Damage] = []
         self.moved_tail: Path | None = None
         self._fd: int | None = fd
-        self.header, self._end = self._read_header()
-        self.game: str = self.header["game"]
-        self.action_names: list[str] = list(self.header["action_names"])
-        self.frame_shape: tuple[int, ...] = tuple(self.header["frame_shape"])
-        raw = int(np.prod(self.frame_shape))
-        self._max_payload = _LABEL.size + 2**16 + raw + raw // 100 + 1024
+        self.header, checked, self._start = self._read_header()
+        self.game: str = checked.game
+        self.action_names: list[str] = list(checked.action_names)
+        self.frame_shape: tuple[int, ...] = tuple(checked.frame_shape)
+        self._end = self._start
+        self._frame_bytes = math.prod(self.frame_shape)
+        self._max_payload = _LABEL.size + 2**16 + self._frame_bytes + self._frame_bytes // 100 + 1024
         self._cols = {name: array(code) for name, code in _COLUMNS.items()}
         self._overseers: list[str] = []
         self._overseer_codes: dict[str, int] = {}
         self._relabels: list[Relabel] = []
         self._latest: dict[int, Relabel] = {}
+        self._spans: list[list[int]] = []  # [start, end) byte ranges of consecutive valid records
         self._unsynced = 0
 
     # ----- opening -----
@@ -239,35 +333,42 @@ class LabelStore:
             the OS at once either way, so they survive the writer being killed.
         """
         file = _store_file(path)
-        shape = [int(n) for n in frame_shape]
-        if len(shape) != 3 or shape[2] != 3 or min(shape) < 1:
-            raise LabelStoreError(f"frame_shape {tuple(frame_shape)} for {file}: give the RGB frame shape (H, W, 3)")
-        if not action_names:
-            raise LabelStoreError(f"action_names for {file} is empty: give the game's action meanings")
         header = {"format": "saferl-labels", "game": game, "action_names": [str(a) for a in action_names],
-                  "frame_shape": shape, "frame_codec": FRAME_CODEC,
+                  "frame_shape": [int(n) for n in frame_shape], "frame_codec": FRAME_CODEC,
                   "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                   "saferl_version": saferl.__version__}
+        with _as_store_error():
+            validate(StoreHeader, header, f"cannot create a label store at {file}",
+                     "give the game, its action names and the RGB frame shape (H, W, 3)")
         body = json.dumps(header, sort_keys=True).encode()
-        file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = file.with_name(f"{FILE_NAME}.tmp-{os.getpid()}")
-        with open(tmp, "wb") as out:
-            out.write(_HEADER.pack(MAGIC, FORMAT_VERSION, len(body), zlib.crc32(body)) + body)
-            out.flush()
-            os.fsync(out.fileno())
+        cls._write_new(file, [_HEADER.pack(MAGIC, FORMAT_VERSION, len(body), zlib.crc32(body)) + body])
+        return cls.open(file.parent, game, writable=True, fsync_every=fsync_every)
+
+    @staticmethod
+    def _write_new(file: Path, chunks: Iterable[bytes]) -> None:
+        """Write a new data file from ``chunks`` all at once: it appears whole or not at all, never replacing one."""
         try:
+            file.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise LabelStoreError(f"cannot make the label store folder {file.parent}: {err.strerror or err}") from None
+        tmp = file.with_name(f"{FILE_NAME}.tmp-{os.getpid()}")
+        try:
+            with open(tmp, "wb") as out:
+                for chunk in chunks:
+                    out.write(chunk)
+                out.flush()
+                os.fsync(out.fileno())
             os.link(tmp, file)  # atomic, and never replaces an existing store
         except FileExistsError:
             raise LabelStoreError(f"a label store already exists at {file}: append to it with "
                                   "LabelStore.open_or_create (resume), or choose another --out directory") from None
         finally:
-            tmp.unlink()
+            tmp.unlink(missing_ok=True)
         _fsync_dir(file.parent)
-        return cls.open(file.parent, game, writable=True, fsync_every=fsync_every)
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], game: str | None = None, *, writable: bool = False,
-             recover: bool = False, fsync_every: int = 0) -> LabelStore:
+             recover: bool = False, verify: bool = False, fsync_every: int = 0) -> LabelStore:
         """The existing store at ``path``.
 
         :param game: when given, the store must hold labels of this game.
@@ -275,6 +376,8 @@ class LabelStore:
             killed mid-write, never acknowledged) is moved to ``labels.bin.partial-<offset>`` first.
         :param recover: read-only, skipping damaged stretches (listed in ``store.damage``) so that
             every valid record can still be read.
+        :param verify: also inflate every frame and check every field against the header (slower; a record that
+            fails is damage like a CRC mismatch).
         """
         file = _store_file(path)
         if recover and writable:
@@ -283,9 +386,16 @@ class LabelStore:
         try:
             fd = os.open(file, os.O_RDWR | os.O_APPEND if writable else os.O_RDONLY)
         except FileNotFoundError:
-            raise LabelStoreError(f"no label store at {file.parent} ({FILE_NAME} is missing): check --out, "
-                                  "or create one with LabelStore.create / open_or_create") from None
+            raise LabelStoreError(f"no label store at {file.parent} ({FILE_NAME} is missing): check the path, "
+                                  "or create one with saferl oversee --out DIR (LabelStore.create)") from None
+        except NotADirectoryError:
+            raise LabelStoreError(f"{Path(path)} is a file, not a label store folder: give the folder that holds "
+                                  f"{FILE_NAME} (saferl oversee --out DIR)") from None
+        except OSError as err:
+            raise LabelStoreError(f"cannot open the label store {file}: {err.strerror or err}") from None
         try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise LabelStoreError(f"{file} is not a file, so {file.parent} is not a label store: check the path")
             if writable:
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -297,7 +407,7 @@ class LabelStore:
             if game is not None and store.game != game:
                 raise LabelStoreError(f"{file} holds labels of game {store.game!r}, not {game!r}: pass "
                                       f"--game {store.game} to use it, or choose another --out directory for {game}")
-            store._scan(recover)
+            store._scan(recover, verify)
         except BaseException:
             os.close(fd)
             raise
@@ -323,49 +433,54 @@ class LabelStore:
                                       "choose another --out directory for these labels")
         return store
 
-    def _read_header(self) -> tuple[dict[str, Any], int]:
+    def _read_header(self) -> tuple[dict[str, Any], StoreHeader, int]:
+        """The header as written, as checked, and the byte offset of the first record."""
         head = os.pread(self._fd, _HEADER.size, 0)
         if len(head) < _HEADER.size or head[:len(MAGIC)] != MAGIC:
             raise LabelStoreError(f"{self.file} is not a saferl label store (no {MAGIC!r} magic bytes): "
-                                  "check --out")
+                                  "check the path")
         _, version, n, crc = _HEADER.unpack(head)
         if version != FORMAT_VERSION:
             raise LabelStoreError(f"{self.file} has label format version {version}; this saferl "
                                   f"({saferl.__version__}) reads version {FORMAT_VERSION}: use a matching saferl")
+        damaged = f"{self.file}: the header (bytes 0..{_HEADER.size + n}) is damaged"
+        if n > MAX_JSON_BYTES:
+            raise LabelStoreError(f"{damaged} (it claims {n:,} bytes of JSON); restore the file from a backup")
         body = os.pread(self._fd, n, _HEADER.size)
-        try:
-            if len(body) != n or zlib.crc32(body) != crc:
-                raise ValueError("length or CRC mismatch")
-            header = json.loads(body)
-            missing = {"game", "action_names", "frame_shape"} - set(header)
-            if missing:
-                raise ValueError(f"missing {sorted(missing)}")
-        except ValueError as e:
-            raise LabelStoreError(f"{self.file}: the header (bytes 0..{_HEADER.size + n}) is damaged ({e}); "
-                                  "restore the file from a backup") from None
-        return header, _HEADER.size + n
+        if len(body) != n or zlib.crc32(body) != crc:
+            raise LabelStoreError(f"{damaged} (length or CRC mismatch); restore the file from a backup")
+        with _as_store_error():
+            header = parse_json(body, f"{self.file} header")
+            checked = validate(StoreHeader, header, f"{self.file} header", "restore the file from a backup")
+        return header, checked, _HEADER.size + n
 
     # ----- scanning and the index -----
 
-    def _read_record(self, offset: int, size: int) -> tuple[str | None, int, _LabelRecord | _RelabelRecord | None]:
-        """(why the record at ``offset`` is invalid or None, its length, the record)."""
+    def _read_record(self, offset: int, size: int) -> _Read:
+        """The record at ``offset`` of a file of ``size`` bytes, or why there is none."""
         head = os.pread(self._open_fd("read"), _RECORD.size, offset)
         if len(head) < _RECORD.size:
-            return f"incomplete record header ({len(head)} of {_RECORD.size} bytes)", 0, None
+            prefix = head[:len(RECORD_SYNC)] == RECORD_SYNC[:len(head)]
+            return _Read(f"incomplete record header ({len(head)} of {_RECORD.size} bytes)" if prefix
+                         else "no record marker", unfinished=prefix)
         sync, n, crc = _RECORD.unpack(head)
         if sync != RECORD_SYNC:
-            return "no record marker", 0, None
+            return _Read("no record marker")
         if n > self._max_payload:
-            return f"impossible record length {n}", 0, None
-        if offset + _RECORD.size + n > size:
-            return f"incomplete record ({size - offset} of {_RECORD.size + n} bytes present)", 0, None
-        payload = os.pread(self._fd, n, offset + _RECORD.size)
+            return _Read(f"impossible record length {n}")
+        present = min(n, size - offset - _RECORD.size)
+        payload = os.pread(self._fd, present, offset + _RECORD.size)
+        if present < n:
+            if zlib.crc32(payload, zlib.crc32(_LENGTH.pack(len(payload)))) == crc:
+                return _Read(f"the length field says {n} bytes but the {len(payload)} present are the whole record "
+                             "(its CRC matches): the length changed after writing")
+            return _Read(f"incomplete record ({size - offset} of {_RECORD.size + n} bytes present)", unfinished=True)
         if len(payload) != n or zlib.crc32(payload, zlib.crc32(head[4:8])) != crc:
-            return "CRC mismatch (the bytes changed after writing)", 0, None
+            return _Read("CRC mismatch (the bytes changed after writing)")
         try:
-            return None, _RECORD.size + n, _decode(payload)
+            return _Read(None, _RECORD.size + n, _decode(payload))
         except (ValueError, struct.error) as e:
-            return f"unreadable record ({e})", 0, None
+            return _Read(f"unreadable record ({e})")
 
     def _next_valid(self, start: int, size: int) -> int | None:
         """The offset of the first valid record at or after ``start``, if any."""
@@ -374,10 +489,21 @@ class LabelStore:
             data = os.pread(self._fd, chunk + len(RECORD_SYNC) - 1, base)
             k = data.find(RECORD_SYNC)
             while k != -1:
-                if self._read_record(base + k, size)[0] is None:
+                if self._read_record(base + k, size).reason is None:
                     return base + k
                 k = data.find(RECORD_SYNC, k + 1)
         return None
+
+    def _verify(self, record: _LabelRecord | _RelabelRecord) -> str | None:
+        """Why a CRC-valid record does not fit the header (a frame that does not inflate to it, a field out
+        of range), or None."""
+        if isinstance(record, _RelabelRecord):
+            return self._fault("relabel", record._asdict(), _RELABEL_FIELDS | {"time": float})
+        try:
+            _inflate(record.frame, self._frame_bytes)
+        except ValueError as e:
+            return f"the frame does not decode to {self.frame_shape} uint8 ({e})"
+        return self._fault("label", record._asdict(), _LABEL_FIELDS)
 
     def _add(self, record: _LabelRecord | _RelabelRecord, offset: int) -> str | None:
         """Add a record to the in-memory index; the reason when it does not fit the store."""
@@ -400,20 +526,31 @@ class LabelStore:
             column.append(values[name])
         return None
 
-    def _scan(self, recover: bool) -> None:
+    def _keep(self, offset: int, length: int) -> None:
+        """Note the valid record at ``offset`` (the spans that copy_to copies)."""
+        if self._spans and self._spans[-1][1] == offset:
+            self._spans[-1][1] += length
+        else:
+            self._spans.append([offset, offset + length])
+        self._end = offset + length
+
+    def _scan(self, recover: bool, verify: bool = False) -> None:
         """Index every record; on damage, raise, recover, or (writable) move an unfinished tail aside."""
         size = os.fstat(self._fd).st_size
         offset, record = self._end, 0
         while offset < size:
-            reason, length, parsed = self._read_record(offset, size)
+            read = self._read_record(offset, size)
+            reason = read.reason
+            if reason is None and verify:
+                reason = self._verify(read.record)
             if reason is None:
-                reason = self._add(parsed, offset)
+                reason = self._add(read.record, offset)
             if reason is None:
-                offset += length
-                self._end = offset
+                self._keep(offset, read.length)
+                offset += read.length
             else:
                 resumes = self._next_valid(offset + 1, size)
-                self.damage.append(Damage(record, offset, reason, resumes))
+                self.damage.append(Damage(record, offset, reason, resumes, read.unfinished and resumes is None))
                 if resumes is None or not recover:
                     break
                 offset = resumes
@@ -421,22 +558,25 @@ class LabelStore:
         if not self.damage or recover:
             return
         first = self.damage[0]
-        if first.resumes_at is None and self.writable:
+        if first.unfinished and self.writable:
             self._move_tail(first, size)
             return
         raise LabelStoreError(self._damage_message(first, size))
 
     def _damage_message(self, damage: Damage, size: int) -> str:
         where = f"{self.file}: record {damage.record} at byte offset {damage.offset}: {damage.reason}"
+        repair = (f"saferl labels {self.path} --check reports every damaged record, and saferl labels {self.path} "
+                  "--salvage NEW_DIR copies every valid one to a new store (keep this file as a backup)")
+        if damage.unfinished:
+            return (f"{where}; the last {size - damage.offset} bytes hold no complete record (a write cut short, so "
+                    f"never acknowledged). Appending to the store (saferl oversee --out {self.path}, or "
+                    f"LabelStore.open_or_create) moves them to a {FILE_NAME}.partial-{damage.offset} side file; "
+                    f"or {repair}")
         if damage.resumes_at is None:
-            return (f"{where}; the last {size - damage.offset} bytes hold no complete record (most likely a "
-                    f"write cut short, so never acknowledged). Open the store for appending (LabelStore.open_or_create or writable=True) "
-                    f"to move them to a {FILE_NAME}.partial-{damage.offset} side file, or open it with "
-                    f"recover=True to read the {damage.record} complete records")
+            return (f"{where}; the last record is all there but its bytes changed after writing (damage, not a write "
+                    f"cut short), so the file was left unchanged: {repair}")
         return (f"{where}; valid records follow at byte offset {damage.resumes_at}, so the file is damaged "
-                f"in the middle and was left unchanged. Open it with LabelStore.open(path, recover=True) to "
-                "read every valid record, copy them to a new store with store.copy_to(new_dir), and keep "
-                "this file as a backup")
+                f"in the middle and was left unchanged: {repair}")
 
     def _move_tail(self, damage: Damage, size: int) -> None:
         """Move the invalid bytes at the end (an unfinished write) to a side file and truncate, losing nothing."""
@@ -452,29 +592,35 @@ class LabelStore:
         os.ftruncate(self._fd, damage.offset)
         os.fsync(self._fd)
         self.moved_tail = side
-        warnings.warn(f"{self.file}: moved the {size - damage.offset} bytes after the last valid record (byte "
-                      f"offset {damage.offset}: {damage.reason}) to {side}; appending continues there", stacklevel=3)
+        _log.warning("%s: moved the %d bytes after the last valid record (byte offset %d: %s) to %s; appending "
+                     "continues there", self.file, size - damage.offset, damage.offset, damage.reason, side)
         self.damage.clear()
 
     # ----- writing -----
 
     def append(self, label: Label) -> int:
-        """Store ``label`` durably (it survives the writer being killed once this returns); its index."""
+        """Store ``label`` durably (it survives the writer being killed once this returns); its index.
+
+        The record numbers labels on from the last stored one (a salvaged store may skip the numbers of
+        labels it lost); indices given and returned are positions, 0 to ``len(store) - 1``.
+        """
         self._writable("append")
         self._check(label)
-        record = _LabelRecord(len(self), int(label.proposed_action), int(label.executed_action),
+        seqs = self._cols["index"]
+        record = _LabelRecord(seqs[-1] + 1 if seqs else 0, int(label.proposed_action), int(label.executed_action),
                               bool(label.blocked), bool(label.catastrophe), int(label.episode), int(label.step),
                               float(label.seconds), float(label.score), label.overseer,
                               zlib.compress(label.frame.tobytes(), ZLIB_LEVEL))
         self._store(record)
-        return record.index
+        return len(self) - 1
 
     def relabel(self, index: int, blocked: bool, reviewer: str, seconds: float = 0.0) -> Relabel:
         """Record a reviewer's block decision for label ``index``; the original label stays readable."""
         self._writable("relabel")
         pos = self._position(index)
-        self._check_fields("relabel in", {"relabel.blocked": (blocked, bool), "relabel.reviewer": (reviewer, str),
-                                       "relabel.seconds": (seconds, float)})
+        fault = self._fault("relabel", {"blocked": blocked, "reviewer": reviewer, "seconds": seconds}, _RELABEL_FIELDS)
+        if fault:
+            raise LabelStoreError(f"cannot relabel in {self.file}: {fault}")
         record = _RelabelRecord(self._cols["index"][pos], bool(blocked), float(seconds), time.time(), reviewer)
         self._store(record)
         return self._relabels[-1]
@@ -490,8 +636,8 @@ class LabelStore:
             os.ftruncate(self._fd, offset)
             raise LabelStoreError(f"{self.file}: could not write ({e}); nothing was stored, "
                                   "free disk space and retry") from e
-        self._end = offset + len(encoded)
         self._add(record, offset)
+        self._keep(offset, len(encoded))
         self._unsynced += 1
         if self.fsync_every and self._unsynced >= self.fsync_every:
             self.flush()
@@ -522,17 +668,15 @@ class LabelStore:
             got = f"{frame.dtype} {frame.shape}" if isinstance(frame, np.ndarray) else type(frame).__name__
             raise LabelStoreError(f"cannot append to {self.file}: label.frame is {got}; this store holds "
                                   f"uint8 RGB frames of shape {self.frame_shape}")
-        self._check_fields("append to", {
-            "label.proposed_action": (label.proposed_action, "action"),
-            "label.executed_action": (label.executed_action, "executed"),
-            "label.blocked": (label.blocked, bool), "label.catastrophe": (label.catastrophe, bool),
-            "label.episode": (label.episode, int), "label.step": (label.step, int),
-            "label.overseer": (label.overseer, str), "label.seconds": (label.seconds, float),
-            "label.score": (label.score, "score")})
+        fault = self._fault("label", vars(label), _LABEL_FIELDS)
+        if fault:
+            raise LabelStoreError(f"cannot append to {self.file}: {fault}")
 
-    def _check_fields(self, what: str, fields: dict[str, tuple[Any, Any]]) -> None:
+    def _fault(self, prefix: str, values: Mapping[str, Any], kinds: Mapping[str, Any]) -> str | None:
+        """``prefix.name = value (type); expected ...`` for the first of ``values`` that is not of its kind."""
         n_actions = len(self.action_names)
-        for name, (value, kind) in fields.items():
+        for name, kind in kinds.items():
+            value = values[name]
             boolean = isinstance(value, (bool, np.bool_))
             integer = isinstance(value, (int, np.integer)) and not boolean
             real = isinstance(value, (int, float, np.integer, np.floating)) and not boolean
@@ -551,8 +695,8 @@ class LabelStore:
             else:
                 ok, want = real and not math.isinf(value), "a finite number, or NaN when there is no score"
             if not ok:
-                raise LabelStoreError(f"cannot {what} {self.file}: {name} = {value!r} "
-                                      f"({type(value).__name__}); expected {want}")
+                return f"{prefix}.{name} = {value!r} ({type(value).__name__}); expected {want}"
+        return None
 
     # ----- reading -----
 
@@ -573,17 +717,16 @@ class LabelStore:
 
     def _record(self, pos: int) -> _LabelRecord:
         offset = self._cols["offset"][pos]
-        reason, _, record = self._read_record(offset, self._end)
-        if reason is not None:
-            raise LabelStoreError(f"{self.file}: label {pos} at byte offset {offset}: {reason} since the store "
+        read = self._read_record(offset, self._end)
+        if read.reason is not None:
+            raise LabelStoreError(f"{self.file}: label {pos} at byte offset {offset}: {read.reason} since the store "
                                   "was opened; reopen it with LabelStore.open(path, recover=True)")
-        return record
+        return read.record
 
     def _frame(self, pos: int, record: _LabelRecord) -> np.ndarray:
         try:
-            raw = zlib.decompress(record.frame)
-            return np.frombuffer(raw, np.uint8).reshape(self.frame_shape)
-        except (zlib.error, ValueError) as e:
+            return np.frombuffer(_inflate(record.frame, self._frame_bytes), np.uint8).reshape(self.frame_shape)
+        except ValueError as e:
             raise LabelStoreError(f"{self.file}: the frame of label {pos} (byte offset "
                                   f"{self._cols['offset'][pos]}) cannot be decoded ({e})") from None
 
@@ -666,14 +809,29 @@ class LabelStore:
             "damaged_regions": len(self.damage),
         }
 
+    def damage_report(self) -> dict[str, Any]:
+        """What opening found: the valid records, and each damaged stretch with its byte offset, length and reason."""
+        size = os.fstat(self._open_fd("report on")).st_size
+        damage = [{"record": d.record, "offset": d.offset,
+                   "bytes": (size if d.resumes_at is None else d.resumes_at) - d.offset, "reason": d.reason,
+                   "resumes_at": d.resumes_at, "unfinished_write": d.unfinished} for d in self.damage]
+        return {"path": str(self.path), "sound": not damage, "records_ok": len(self) + len(self._relabels),
+                "labels": len(self), "relabels": len(self._relabels), "file_bytes": size,
+                "damaged_stretches": len(damage), "damaged_bytes": sum(d["bytes"] for d in damage), "damage": damage}
+
     def copy_to(self, path: str | os.PathLike[str], fsync_every: int = 0) -> LabelStore:
-        """A new store at ``path`` with this store's labels and relabels (e.g. the valid ones of a damaged file)."""
-        new = LabelStore.create(path, self.game, self.action_names, self.frame_shape, fsync_every)
-        for label in self.labels(original=True):
-            new.append(label)
-        for r in self._relabels:
-            new._store(_RelabelRecord(r.index, r.blocked, r.seconds, r.time, r.reviewer))
-        return new
+        """A new store at ``path``, open for appending, with this store's header and valid records byte for byte
+        (of a store opened with ``recover=True``: every record that survived the damage)."""
+        fd = self._open_fd("copy")
+
+        def chunks() -> Iterator[bytes]:
+            yield os.pread(fd, self._start, 0)
+            for start, end in self._spans:
+                for offset in range(start, end, 1 << 20):
+                    yield os.pread(fd, min(1 << 20, end - offset), offset)
+
+        self._write_new(_store_file(path), chunks())
+        return LabelStore.open(path, self.game, writable=True, fsync_every=fsync_every)
 
     def close(self) -> None:
         """fsync (when writable) and close the file; safe to call twice."""
