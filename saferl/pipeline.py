@@ -28,10 +28,11 @@ import time
 from dataclasses import asdict, dataclass, field, fields, replace
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Annotated, Any, Sequence
 
 import numpy as np
 import yaml
+from pydantic import AfterValidator, Field
 
 from saferl.agents import AGENTS, OversightSpec, label_stores, load_hyperparams, make_agent
 from saferl.agents.sb3_agent import REPLAY_FILE
@@ -39,6 +40,7 @@ from saferl.errors import SaferlError
 from saferl.files import write_json
 from saferl.games import get_game
 from saferl.oversight.metrics import COUNTED, EPISODE_FIELDS, block_rate
+from saferl.schema import Strict, read_json, validate
 
 CONDITIONS = ("none", "penalty_only", "hirl")
 CONFIG_FILE = "config.json"
@@ -204,6 +206,36 @@ class _Table:
         self._file.close()
 
 
+def _counted(totals: dict[str, float]) -> dict[str, float]:
+    """``totals`` when it holds every counted figure."""
+    missing = [key for key in COUNTED if key not in totals]
+    if missing:
+        raise ValueError(f"lacks {', '.join(missing)}")
+    return totals
+
+
+class Handover(Strict):
+    """``state.json``'s ``handover``: the totals when the human phase ended."""
+
+    step: int = Field(ge=0)
+    catastrophes: float = Field(ge=0)
+    human_seconds: float = Field(ge=0)
+    overseer_stats: dict[str, Any] = Field(default_factory=dict)
+
+
+class RunState(Strict):
+    """``checkpoint/state.json``: where a run stood at its last checkpoint (written by :meth:`Run.execute`)."""
+
+    phase: int = Field(ge=0)
+    totals: Annotated[dict[str, float], AfterValidator(_counted)] | None
+    episodes_rows: int = Field(ge=0)
+    curve_rows: int = Field(ge=0)
+    handover: Handover | None
+    blocker: dict[str, Any] | None
+    seconds: float = Field(ge=0)
+    checkpoint_bytes: int = Field(0, ge=0)
+
+
 class Run:
     """One (condition, seed) run: its phases, agent, files and checkpoints."""
 
@@ -220,16 +252,31 @@ class Run:
     def done(self) -> bool:
         return (self.folder / SUMMARY_FILE).exists()
 
+    @property
+    def _afresh(self) -> str:
+        """What to do when the checkpoint cannot be resumed."""
+        return f"delete {self.folder} to start this run afresh"
+
+    @staticmethod
+    def _bytes(folder: Path) -> int:
+        """The size of the files under ``folder`` (0 when there is none)."""
+        return sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
+
     def _state(self) -> dict[str, Any]:
-        """The saved state of an interrupted run, or a fresh one."""
+        """The saved state of an interrupted run, checked against :class:`RunState`, or a fresh one."""
         path = self.checkpoint / STATE_FILE
         if not path.exists():
             return {"phase": 0, "totals": None, "episodes_rows": 0, "curve_rows": 0, "handover": None,
-                    "blocker": None, "seconds": 0.0}
+                    "blocker": None, "seconds": 0.0, "checkpoint_bytes": 0}
         try:
-            return json.loads(path.read_text())
-        except ValueError as err:
-            raise SaferlError(f"{path} is damaged ({err}): delete {self.folder} to start this run afresh") from None
+            data = read_json(path)
+        except SaferlError as err:
+            raise SaferlError(f"{err}, or {self._afresh}") from None
+        state = validate(RunState, data, str(path), self._afresh)
+        if state.phase >= len(self.phases):
+            raise SaferlError(f"{path}: phase {state.phase} is past the {len(self.phases)} phase(s) of a "
+                              f"{self.condition} run; {self._afresh}")
+        return {**data, "checkpoint_bytes": state.checkpoint_bytes}  # as written: counts stay ints
 
     def execute(self) -> dict[str, Any]:
         """Run (or resume) to the end; return the summary (also written to ``summary.json``)."""
@@ -248,8 +295,13 @@ class Run:
                            device=self.config.device, hyperparams=self.config.hyperparams, with_frame=needs_frames,
                            log_dir=self.folder / "tensorboard", env_kwargs=self.config.env)
         if state["totals"] is not None:
-            agent.load(self.checkpoint / "agent")
+            try:
+                agent.load(self.checkpoint / "agent")
+            except SaferlError as err:
+                agent.close()
+                raise SaferlError(f"{err}; {self._afresh}") from None
             agent.counters.totals.update(state["totals"])
+        state["checkpoint_bytes"] = max(state["checkpoint_bytes"], self._bytes(self.checkpoint))
         episodes = _Table(self.folder / "episodes.csv", EPISODE_COLUMNS, state["episodes_rows"])
         curve = _Table(self.folder / "curve.csv", CURVE_COLUMNS, state["curve_rows"])
         started = time.perf_counter() - state["seconds"]
@@ -259,8 +311,12 @@ class Run:
         last_sample = agent.num_timesteps
 
         def sample(name: str, force: bool = False) -> None:
+            """A curve row every ``every`` steps (``force``: now), never two at one step (a resumed run's last
+            row is at or before its checkpoint's step)."""
             nonlocal last_sample
             step = agent.num_timesteps
+            if curve.rows and step == last_sample:
+                return
             if force or curve.rows == 0 or step // every > last_sample // every:
                 last_sample = step
                 curve.write({"step": step, "frames": step * self.frameskip, "phase": name,
@@ -280,6 +336,7 @@ class Run:
                 os.replace(self.checkpoint, old)
             os.replace(tmp, self.checkpoint)
             shutil.rmtree(old, ignore_errors=True)
+            state["checkpoint_bytes"] = max(state["checkpoint_bytes"], self._bytes(self.checkpoint))
 
         first = index = state["phase"]
         try:
@@ -355,7 +412,9 @@ class Run:
                                               "val_block_share", "teacher_block_share", "alarm", "train_seconds")}
 
     def _summary(self, agent: Any, state: dict[str, Any], seconds: float) -> dict[str, Any]:
-        """The run's report row."""
+        """The run's report row. ``checkpoint_bytes`` is the size of the largest checkpoint the run wrote (weights,
+        replay buffer, state): the disk a run needs to be resumable, twice that while a save replaces the previous
+        checkpoint. The replay buffer is deleted when the run is done, so the checkpoint left is smaller."""
         from saferl.report import read_csv
 
         totals = agent.counters.totals
@@ -382,6 +441,7 @@ class Run:
             "mean_return": float(np.mean(returns)) if len(returns) else None,
             "episodes": int(len(rows.get("game_return", ()))),
             "seconds": round(seconds, 1),
+            "checkpoint_bytes": int(state["checkpoint_bytes"]),
         }
         if state["blocker"] is not None:
             summary["blocker"] = state["blocker"]

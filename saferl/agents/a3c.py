@@ -38,19 +38,21 @@ import traceback
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Annotated, Any, Callable, Iterator, get_type_hints
 
 import gymnasium as gym
 import numpy as np
 import torch
 import torch.multiprocessing as mp
 import torch.nn.functional as F
+from pydantic import Field, create_model
 from torch import nn
 
 from saferl.device import resolve_device
 from saferl.errors import SaferlError
 from saferl.files import atomic_path, load_safetensors, read_format_json, sha256_file, write_json
 from saferl.oversight.metrics import SafetyCounters
+from saferl.schema import Strict, validate
 
 EnvFactory = Callable[[int], gym.Env]
 LSTMState = tuple[torch.Tensor, torch.Tensor]
@@ -110,6 +112,22 @@ class A3CConfig:
                 raise SaferlError(f"A3C {name}={getattr(self, name)!r} is out of range "
                                   "(n_workers, n_steps >= 1; gamma in [0, 1]; learning_rate, max_grad_norm > 0; "
                                   "coefficients >= 0)")
+
+
+#: ``a3c.json``'s ``config``: each field of :class:`A3CConfig` with its type (its ranges are the dataclass's check).
+A3CConfigRecord = create_model("A3CConfigRecord", __base__=Strict,
+                               **{f.name: (get_type_hints(A3CConfig)[f.name], f.default) for f in fields(A3CConfig)})
+
+
+class A3CRecord(Strict):
+    """What ``a3c.json`` must hold before its weights are loaded (format and version are checked first)."""
+
+    config: A3CConfigRecord  # type: ignore[valid-type]
+    num_timesteps: int = Field(ge=0)
+    obs_shape: list[Annotated[int, Field(ge=1, le=4096)]] = Field(min_length=3, max_length=3)
+    n_actions: int = Field(ge=1, le=1024)
+    safety_totals: dict[str, float] = Field(default_factory=dict)
+    weights_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -720,18 +738,15 @@ class A3C:
         weights, metadata_path = cls._paths(path)
         metadata = read_format_json(metadata_path, FORMAT, FORMAT_VERSION, "A3C agent",
                                     f"no A3C agent at {path} ({metadata_path} is missing): train and save one first")
+        record = validate(A3CRecord, metadata, str(metadata_path), "retrain the agent or restore the file")
         try:
-            known = {f.name for f in fields(A3CConfig)}
-            config = A3CConfig(**{k: v for k, v in metadata["config"].items() if k in known})
-            if device is not None:
-                config = replace(config, device=device)
-            obs_shape = tuple(int(d) for d in metadata["obs_shape"])
-            n_actions = int(metadata["n_actions"])
-            num_timesteps = int(metadata["num_timesteps"])
-            totals = {str(k): v for k, v in dict(metadata.get("safety_totals", {})).items()}
-        except (KeyError, TypeError, ValueError, AttributeError, SaferlError) as err:
-            raise SaferlError(f"{metadata_path} lacks a valid field ({err}): retrain the agent") from None
-        tensors = load_safetensors(weights, metadata.get("weights_sha256"), f"the A3C agent at {path}")
+            config = A3CConfig(**record.config.model_dump())
+        except SaferlError as err:
+            raise SaferlError(f"{metadata_path}: {err}; retrain the agent or restore the file") from None
+        if device is not None:
+            config = replace(config, device=device)
+        obs_shape, n_actions = tuple(record.obs_shape), record.n_actions
+        tensors = load_safetensors(weights, record.weights_sha256, f"the A3C agent at {path}")
 
         agent = cls.__new__(cls)
         try:
@@ -744,8 +759,8 @@ class A3C:
                                              if k.startswith("optimizer.")})
         except (RuntimeError, KeyError) as err:
             raise SaferlError(f"{weights} does not fit the A3C model in {metadata_path} ({err})") from None
-        agent.num_timesteps = num_timesteps
-        agent.counters.totals.update(totals)
+        agent.num_timesteps = record.num_timesteps
+        agent.counters.totals.update(record.safety_totals)
         return agent
 
 

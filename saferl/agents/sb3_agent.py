@@ -10,15 +10,17 @@ that reaches the stop, and their progress is measured against the run's length.
 
 from __future__ import annotations
 
-import json
-import pickle
+import zipfile
+import zlib
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Literal
 
 import numpy as np
 import torch
+from pydantic import Field
 from stable_baselines3 import A2C, DQN, PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
@@ -28,17 +30,23 @@ from saferl.agents.base import OversightSpec
 from saferl.device import resolve_device
 from saferl.envs import game_action_names, make_vec_env
 from saferl.errors import SaferlError
+from saferl.files import write_json
 from saferl.games import Game
 from saferl.oversight import make_overseer
 from saferl.oversight.label_store import LabelStore
 from saferl.oversight.metrics import SafetyCounters
 from saferl.oversight.vec_wrapper import VecOversight
+from saferl.schema import Strict, read_json, validate
 
 ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"dqn": DQN, "a2c": A2C, "ppo": PPO}
 PARAMS_FILE = "params.pt"
 REPLAY_FILE = "replay.npz"
 STATE_FILE = "agent.json"
 ENV_KEYS = ("n_envs", "frame_stack", "backend")
+REPLAY_ARRAYS = ("observations", "next_observations", "actions", "rewards", "dones", "timeouts")
+DAMAGED = "the checkpoint is damaged"
+#: What reading a damaged ``.npz`` raises.
+NPZ_ERRORS = (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error)
 
 
 def linear_schedule(start: float) -> Callable[[float], float]:
@@ -64,6 +72,111 @@ def sb3_kwargs(params: dict[str, Any]) -> dict[str, Any]:
     if policy_kwargs:
         kwargs["policy_kwargs"] = policy_kwargs
     return kwargs
+
+
+class AgentRecord(Strict):
+    """What ``agent.json`` holds: the algorithm and SB3's counters that the weights do not."""
+
+    algorithm: Literal[tuple(ALGORITHMS)]  # type: ignore[valid-type]
+    num_timesteps: int = Field(ge=0)
+    n_updates: int = Field(ge=0)
+    episode_num: int = Field(ge=0)
+
+
+def _first_line(err: BaseException) -> str:
+    lines = str(err).strip().splitlines()
+    return lines[0] if lines else type(err).__name__
+
+
+def read_metadata(folder: Path) -> AgentRecord:
+    """The checked ``agent.json`` of the SB3 checkpoint in ``folder``."""
+    path = folder / STATE_FILE
+    return validate(AgentRecord, read_json(path, f"{path} is missing; {DAMAGED}"), str(path), DAMAGED)
+
+
+def load_params(folder: Path, device: torch.device | str = "cpu") -> dict[str, Any]:
+    """The weights in ``folder/params.pt``, unpickled without running code (``weights_only``), with the policy's
+    tensors finite."""
+    path = folder / PARAMS_FILE
+    if not path.is_file():
+        raise SaferlError(f"{path} is missing; {DAMAGED}")
+    try:
+        params = torch.load(path, map_location=device, weights_only=True)
+    except Exception as err:  # noqa: BLE001 - torch's restricted unpickler raises many kinds on a damaged file
+        raise SaferlError(f"{path} is not a weights file saferl wrote ({_first_line(err)}); {DAMAGED}") from None
+    policy = params.get("policy") if isinstance(params, dict) else None
+    if not isinstance(policy, dict) or not all(isinstance(value, torch.Tensor) for value in policy.values()):
+        raise SaferlError(f"{path} holds no policy weights; {DAMAGED}")
+    if not all(torch.isfinite(value).all() for value in policy.values() if value.is_floating_point()):
+        raise SaferlError(f"{path} holds NaN or infinite policy weights; {DAMAGED}")
+    return params
+
+
+def _replay_layout(buffer: ReplayBuffer, pos: int, full: bool) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """Name -> (shape, dtype) of each array in a checkpoint of ``buffer`` at ``pos`` and ``full``: its filled rows
+    (with ``optimize_memory_usage``, ``observations`` holds one more, the last transition's next observation)."""
+    rows = buffer.buffer_size if full else pos
+    layout = {"pos": ((), np.dtype(np.int64)), "full": ((), np.dtype(np.bool_))}
+    for name in REPLAY_ARRAYS:
+        if name == "next_observations" and buffer.optimize_memory_usage:
+            continue
+        array = getattr(buffer, name)
+        extra = int(name == "observations" and buffer.optimize_memory_usage and 0 < rows < buffer.buffer_size)
+        layout[name] = ((rows + extra, *array.shape[1:]), array.dtype)
+    return layout
+
+
+def save_replay(buffer: ReplayBuffer, path: Path) -> None:
+    """Write the filled part of ``buffer`` (rows in storage order), its ``pos`` and ``full`` to ``path``, compressed."""
+    pos, full = int(buffer.pos), bool(buffer.full)
+    arrays = {name: getattr(buffer, name)[:shape[0]] for name, (shape, _) in _replay_layout(buffer, pos, full).items()
+              if shape}
+    np.savez_compressed(path, pos=np.int64(pos), full=np.bool_(full), **arrays)
+
+
+def _npz_headers(path: Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """Name -> (shape, dtype) of each array in the ``.npz`` at ``path``, read from the headers alone."""
+    readers = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+    headers = {}
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            with archive.open(info) as member:
+                version = np.lib.format.read_magic(member)
+                if version not in readers:
+                    raise ValueError(f"{info.filename} is of .npy format version {version}")
+                shape, _, dtype = readers[version](member)
+            headers[info.filename.removesuffix(".npy")] = (shape, dtype)
+    return headers
+
+
+def load_replay(buffer: ReplayBuffer, path: Path) -> None:
+    """Fill ``buffer`` from what :func:`save_replay` wrote to ``path``, after checking that the file holds exactly
+    the arrays a buffer of this shape saves (names, dtypes, shapes; no objects) and a ``pos`` inside it."""
+    if not path.is_file():
+        raise SaferlError(f"{path} is missing; {DAMAGED}")
+    try:
+        headers = _npz_headers(path)
+        scalars = _replay_layout(buffer, 0, False)
+        if any(headers.get(name) != scalars[name] for name in ("pos", "full")):
+            raise SaferlError(f"{path} lacks the buffer's pos and full as a scalar int64 and bool; {DAMAGED}")
+        with np.load(path, allow_pickle=False) as saved:
+            pos, full = int(saved["pos"]), bool(saved["full"])
+            if not 0 <= pos < buffer.buffer_size:
+                raise SaferlError(f"{path}: pos {pos} is outside the buffer's {buffer.buffer_size} rows; {DAMAGED}")
+            layout = _replay_layout(buffer, pos, full)
+            if set(headers) != set(layout):
+                raise SaferlError(f"{path} holds the arrays {sorted(headers)}, not {sorted(layout)}; {DAMAGED}")
+            for name, (shape, dtype) in layout.items():
+                if headers[name] != (shape, dtype):
+                    raise SaferlError(f"{path}: {name} is {headers[name][1]} of shape {headers[name][0]}, but this "
+                                      f"agent's buffer at pos {pos} (full: {full}) needs {dtype} of shape {shape}; "
+                                      f"{DAMAGED}")
+            for name, (shape, _) in layout.items():
+                if shape:
+                    getattr(buffer, name)[:shape[0]] = saved[name]
+    except NPZ_ERRORS as err:
+        raise SaferlError(f"{path} is not a replay buffer saferl wrote ({_first_line(err)}); {DAMAGED}") from None
+    buffer.pos, buffer.full = pos, full
 
 
 class _Drive(BaseCallback):
@@ -176,38 +289,36 @@ class SB3Agent:
                          tb_log_name=self.algorithm)
 
     def save(self, folder: Path) -> None:
+        """Write the weights, ``agent.json`` and (off-policy) the filled part of the replay buffer to ``folder``."""
         folder.mkdir(parents=True, exist_ok=True)
         torch.save(self.model.get_parameters(), folder / PARAMS_FILE)
-        state = {"algorithm": self.algorithm, "num_timesteps": self.num_timesteps,
-                 "n_updates": int(getattr(self.model, "_n_updates", 0)), "episode_num": int(self.model._episode_num)}
         if isinstance(self.model, OffPolicyAlgorithm):
-            buffer = self.model.replay_buffer
-            arrays = {name: getattr(buffer, name) for name in ("observations", "actions", "rewards", "dones", "timeouts")}
-            if not buffer.optimize_memory_usage:
-                arrays["next_observations"] = buffer.next_observations
-            np.savez(folder / REPLAY_FILE, pos=np.int64(buffer.pos), full=np.bool_(buffer.full), **arrays)
-        (folder / STATE_FILE).write_text(json.dumps(state))
+            save_replay(self.model.replay_buffer, folder / REPLAY_FILE)
+        record = AgentRecord(algorithm=self.algorithm, num_timesteps=self.num_timesteps,
+                             n_updates=int(getattr(self.model, "_n_updates", 0)),
+                             episode_num=int(self.model._episode_num))
+        write_json(folder / STATE_FILE, record.model_dump())
 
     def load(self, folder: Path) -> None:
+        """Resume from what :meth:`save` wrote to ``folder``; each file is checked before it is used.
+
+        :raises SaferlError: naming the file that is missing, damaged or of another agent.
+        """
+        record = read_metadata(folder)
+        if record.algorithm != self.algorithm:
+            raise SaferlError(f"{folder / STATE_FILE} holds a {record.algorithm} agent, not {self.algorithm}; "
+                              f"{DAMAGED}")
+        params = load_params(folder, self.model.device)
         try:
-            state = json.loads((folder / STATE_FILE).read_text())
-            params = torch.load(folder / PARAMS_FILE, map_location=self.model.device, weights_only=True)
-        except (OSError, ValueError, RuntimeError, pickle.UnpicklingError) as err:
-            raise SaferlError(f"cannot resume the agent from {folder}: {err}; start the run afresh (delete the "
-                              "folder) or restore the checkpoint") from None
-        if state.get("algorithm") != self.algorithm:
-            raise SaferlError(f"{folder / STATE_FILE} holds a {state.get('algorithm')} agent, not {self.algorithm}")
-        self.model.set_parameters(params, exact_match=True, device=self.model.device)
-        self.model.num_timesteps = int(state["num_timesteps"])
-        self.model._n_updates = int(state["n_updates"])
-        self.model._episode_num = int(state["episode_num"])
+            self.model.set_parameters(params, exact_match=True, device=self.model.device)
+        except (ValueError, RuntimeError, KeyError, TypeError) as err:
+            raise SaferlError(f"{folder / PARAMS_FILE} does not fit this {self.algorithm} agent "
+                              f"({_first_line(err)}); {DAMAGED}") from None
         if isinstance(self.model, OffPolicyAlgorithm):
-            buffer = self.model.replay_buffer
-            with np.load(folder / REPLAY_FILE, allow_pickle=False) as saved:
-                for name in saved.files:
-                    if name not in ("pos", "full"):
-                        getattr(buffer, name)[...] = saved[name]
-                buffer.pos, buffer.full = int(saved["pos"]), bool(saved["full"])
+            load_replay(self.model.replay_buffer, folder / REPLAY_FILE)
+        self.model.num_timesteps = record.num_timesteps
+        self.model._n_updates = record.n_updates
+        self.model._episode_num = record.episode_num
 
     def close(self) -> None:
         self._close_overseer()
