@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, NoReturn, Sequence
 
 
 from saferl.errors import SaferlError
+from saferl.files import removing_created_folders_on_error, writable_dir
 
 
 def _print_summary(title: str, summary: dict[str, Any], as_json: bool) -> None:
@@ -24,17 +26,31 @@ def _print_summary(title: str, summary: dict[str, Any], as_json: bool) -> None:
         print(json.dumps(summary, default=str))
 
 
-def writable_dir(path: str | Path, argument: str) -> Path:
-    """Create ``path`` if needed and check that files can be written in it (before any work starts)."""
-    folder = Path(path)
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line on stderr (``saferl CMD: error: ...; see saferl CMD --help``)
+    and exit code 2, like every other error of saferl."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}; see {self.prog} --help\n")
+
+
+def natural(text: str) -> int:
+    """A whole number >= 0 (a seed)."""
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / ".saferl-write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as err:
-        raise SaferlError(f"cannot write to {argument} {folder}: {err.strerror or err}; choose a writable folder") from None
-    return folder
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative: give a whole number >= 0")
+    return value
+
+
+def positive(text: str) -> int:
+    """A whole number >= 1 (steps, envs, epochs)."""
+    value = natural(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("0 is not allowed: give a whole number >= 1")
+    return value
 
 
 def cmd_games(args: argparse.Namespace) -> int:
@@ -327,8 +343,10 @@ def cmd_replay_deferring(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from saferl.oversight.deferral_replay import deferral_config, replay_deferral
+    from saferl.oversight.label_store import LabelStore
 
     config = deferral_config(args.overseer_option or [])
+    LabelStore.open(args.labels).close()  # a wrong folder fails before the progress bar shows
     with tqdm(total=args.limit, unit="decision", disable=args.no_progress, desc="replay") as bar:
         result = replay_deferral(args.labels, config, n_envs=args.envs, limit=args.limit, seed=args.seed,
                                  progress=lambda done: bar.update(done - bar.n))
@@ -352,7 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
     from saferl.oversight.intervention import Mode
     from saferl.policies import POLICY_HELP
 
-    parser = argparse.ArgumentParser(prog="saferl", description="Safe RL with human intervention (HIRL) on Atari.")
+    parser = OneLineParser(prog="saferl", description="Safe RL with human intervention (HIRL) on Atari.")
     commands = parser.add_subparsers(dest="command", required=True)
 
     def command(name: str, handler: Callable[[argparse.Namespace], int], help_text: str) -> argparse.ArgumentParser:
@@ -376,8 +394,8 @@ def build_parser() -> argparse.ArgumentParser:
     oversee.add_argument("--policy", default="random", help=f"the acting policy: {POLICY_HELP}")
     oversee.add_argument("--mode", default="replace", choices=[mode.value for mode in Mode], help="what a block does")
     oversee.add_argument("--penalty", type=float, default=-1.0, help="reward added to a blocked step")
-    oversee.add_argument("--steps", type=int, default=5000, help="agent steps to run")
-    oversee.add_argument("--seed", type=int, default=0)
+    oversee.add_argument("--steps", type=positive, default=5000, help="agent steps to run")
+    oversee.add_argument("--seed", type=natural, default=0)
     oversee.add_argument("--out", help="label store folder (created; appended to if it exists)")
     human_window(oversee)
     oversee.add_argument("--blocker", metavar="DIR", help="with --overseer human: show this Blocker's score")
@@ -399,26 +417,26 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("labels", nargs="+", help="label store folders (saferl oversee --out DIR)")
     train.add_argument("--game", required=True, help="the game the labels are of")
     train.add_argument("--out", required=True, help="folder for the Blocker, its TensorBoard curves and plots")
-    train.add_argument("--epochs", type=int, default=40,
+    train.add_argument("--epochs", type=positive, default=40,
                        help="at most this many epochs (early stopping on val loss)")
-    train.add_argument("--patience", type=int, default=10,
+    train.add_argument("--patience", type=positive, default=10,
                        help="epochs without a lower validation loss before stopping")
-    train.add_argument("--batch-size", type=int, default=32)
+    train.add_argument("--batch-size", type=positive, default=32)
     train.add_argument("--learning-rate", type=float, default=2e-3)
     train.add_argument("--dropout", type=float, default=0.5, help="dropout after every hidden layer (the paper's 0.5)")
     train.add_argument("--balance", default="weight", choices=("weight", "sample"),
                        help="rebalance blocks by loss weights (the paper) or by sampling")
     train.add_argument("--color", default="rgb", choices=("rgb", "gray"), help="frames as RGB (the paper) or gray")
-    train.add_argument("--stack", type=int, default=1, help="frames per input (e.g. --color gray --stack 4)")
+    train.add_argument("--stack", type=positive, default=1, help="frames per input (e.g. --color gray --stack 4)")
     train.add_argument("--margin", type=float, default=0.0,
                        help="safety margin: lower the threshold to also block this fraction of the out-of-fold "
                             "passes (e.g. 0.01)")
-    train.add_argument("--seed", type=int, default=0, help="seeds the split, the weights and the batches")
+    train.add_argument("--seed", type=natural, default=0, help="seeds the split, the weights and the batches")
     train.add_argument("--folds", type=int, default=3, metavar="K",
                        help="deal the episodes into K folds; one member per fold, trained on the others; it blocks "
                             "when any member would (default 3)")
     train.add_argument("--device", default="auto", help="auto (cuda when present), cpu or cuda")
-    train.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
+    train.add_argument("--threads", type=positive, default=None, help="CPU threads for torch (default: torch's choice)")
     train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
     evaluate = command("eval-blocker", cmd_eval_blocker,
@@ -437,18 +455,18 @@ def build_parser() -> argparse.ArgumentParser:
                             "--workers 1), or deferring (its Blocker ensemble asks one of those only where it is "
                             "unsure; see --overseer-option) (default scripted)")
     experiment.add_argument("--conditions", help="comma-separated, from none, penalty_only, hirl (default all)")
-    experiment.add_argument("--seeds", type=int, help="runs per condition, seeds 0..K-1 (default 1)")
-    experiment.add_argument("--oversight-steps", type=int, help="agent steps of oversight before the Blocker takes over")
-    experiment.add_argument("--total-steps", type=int, help="agent steps per run, all phases")
+    experiment.add_argument("--seeds", type=positive, help="runs per condition, seeds 0..K-1 (default 1)")
+    experiment.add_argument("--oversight-steps", type=positive, help="agent steps of oversight before the Blocker takes over")
+    experiment.add_argument("--total-steps", type=positive, help="agent steps per run, all phases")
     experiment.add_argument("--mode", choices=[mode.value for mode in Mode if mode.enforces],
                             help="how HIRL blocks (default replace)")
     experiment.add_argument("--penalty", type=float, help="reward added to a blocked step (default -1)")
     experiment.add_argument("--device", help="auto (cuda when present), cpu or cuda")
-    experiment.add_argument("--workers", type=int, help="runs trained at once, in separate processes (default 1)")
-    experiment.add_argument("--threads", type=int, help="torch CPU threads per run (default 1)")
-    experiment.add_argument("--checkpoint-every", type=int, help="agent steps between checkpoints (default 10,000)")
+    experiment.add_argument("--workers", type=positive, help="runs trained at once, in separate processes (default 1)")
+    experiment.add_argument("--threads", type=positive, help="torch CPU threads per run (default 1)")
+    experiment.add_argument("--checkpoint-every", type=positive, help="agent steps between checkpoints (default 10,000)")
     experiment.add_argument("--blocker-margin", type=float, help="safety margin below the zero-FN threshold")
-    experiment.add_argument("--blocker-epochs", type=int, help="at most this many Blocker epochs")
+    experiment.add_argument("--blocker-epochs", type=positive, help="at most this many Blocker epochs")
     experiment.add_argument("--allow-degenerate-blocker", action="store_true",
                             help="hand over to a Blocker whose degeneration alarm is raised (it blocks far more than "
                                  "its teacher); without it the run stops at the handover (also with --resume)")
@@ -469,9 +487,9 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("labels", help="the label store of a run whose overseer looked at every frame")
     replay.add_argument("--overseer-option", action="append", type=_hyperparam, metavar="KEY=VALUE",
                         help="a deferring option (repeatable), as for saferl experiment, e.g. refit_every=400")
-    replay.add_argument("--envs", type=int, default=4, help="decisions a batch: the recording run's envs (default 4)")
-    replay.add_argument("--limit", type=int, help="replay only the first N labels")
-    replay.add_argument("--seed", type=int, default=0)
+    replay.add_argument("--envs", type=positive, default=4, help="decisions a batch: the recording run's envs (default 4)")
+    replay.add_argument("--limit", type=positive, help="replay only the first N labels")
+    replay.add_argument("--seed", type=natural, default=0)
     replay.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
     sweep = command("sweep", cmd_sweep, "Run a grid of experiments (games x agents x conditions x seeds) on Ray Tune.")
@@ -480,7 +498,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--address", help="a Ray cluster's address (default: a local Ray on this machine)")
     sweep.add_argument("--cpus-per-trial", type=float, default=1.0)
     sweep.add_argument("--gpus-per-trial", type=float, default=0.0)
-    sweep.add_argument("--max-concurrent", type=int, help="trials at once (default: as many as the CPUs allow)")
+    sweep.add_argument("--max-concurrent", type=positive, help="trials at once (default: as many as the CPUs allow)")
 
     review = command("review", cmd_review, "Browse a label store in a window, jump to blocks and to a Blocker's "
                                            "false negatives and positives, and relabel (saved as overlays).")
@@ -496,19 +514,19 @@ def build_parser() -> argparse.ArgumentParser:
     attack.add_argument("--method", required=True,
                         help="shift (other policies), adversary (PPO rewarded for catastrophes let through), perturb "
                              "(FGSM / PGD on the frames); several comma-separated")
-    attack.add_argument("--steps", type=int, default=2000,
+    attack.add_argument("--steps", type=positive, default=2000,
                         help="agent steps per policy (shift), of the adversary's training, or of the play that "
                              "collects blocks to perturb (default 2,000)")
     attack.add_argument("--out", help="folder for report.md, attack.json and frames/ (default DIR/attack)")
-    attack.add_argument("--seed", type=int, default=0)
-    attack.add_argument("--n-envs", type=int, default=8, help="envs stepped together (default 8)")
+    attack.add_argument("--seed", type=natural, default=0)
+    attack.add_argument("--n-envs", type=positive, default=8, help="envs stepped together (default 8)")
     attack.add_argument("--policies", metavar="RUN_DIR",
                         help="shift: also roll out the agent checkpoints of this saferl experiment run folder")
-    attack.add_argument("--train-steps", type=int, default=0,
+    attack.add_argument("--train-steps", type=natural, default=0,
                         help="shift: also train PPO agents of two other seeds this many steps and roll them out")
     attack.add_argument("--epsilons", type=_epsilons, default=(1, 2, 4, 8),
                         help="perturb: L-infinity budgets in pixel levels of 255 (default 1,2,4,8)")
-    attack.add_argument("--frames", type=int, default=20, help="PNGs kept per policy or attack (default 20)")
+    attack.add_argument("--frames", type=positive, default=20, help="PNGs kept per policy or attack (default 20)")
     attack.add_argument("--no-progress", action="store_true", help="hide the progress bars")
 
     report = command("report", cmd_report, "Write report.md, report.json and plots of an experiment's run folder.")
@@ -520,13 +538,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``saferl`` console script; bad input exits with code 2 and one clear message."""
     args = build_parser().parse_args(argv)
     try:
-        return args.handler(args)
+        with removing_created_folders_on_error():
+            return args.handler(args)
     except SaferlError as err:
-        print(f"saferl: error: {err}", file=sys.stderr)
+        message = "; ".join(line.strip() for line in str(err).splitlines() if line.strip())
+        print(f"saferl: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("saferl: interrupted", file=sys.stderr)
         return 130
+    except Exception as err:  # noqa: BLE001 - a bug, not bad input: one line, the traceback on request
+        if os.environ.get("SAFERL_DEBUG"):
+            raise
+        print(f"saferl: internal error: {type(err).__name__}: {err} (a bug in saferl: rerun with SAFERL_DEBUG=1 "
+              "for the traceback and report it)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -100,3 +100,41 @@ def load_safetensors(weights: str | os.PathLike[str], sha256: str | None, what: 
                           "retrain it or restore the file")
     return tensors
 
+
+
+#: Folders :func:`writable_dir` created in this process, outermost first.
+_created: list[Path] = []
+
+
+def writable_dir(path: str | os.PathLike[str], argument: str) -> Path:
+    """Create ``path`` if needed and check that files can be written in it (before any work starts); ``argument``
+    names it in the error (``--out``)."""
+    folder = Path(path)
+    try:
+        missing = [parent for parent in (folder, *folder.parents) if not parent.exists()]
+        folder.mkdir(parents=True, exist_ok=True)
+        _created.extend(reversed(missing))
+        probe = folder / ".saferl-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise SaferlError(f"cannot write to {argument} {folder}: {err.strerror or err}; choose a writable folder") from None
+    return folder
+
+
+@contextmanager
+def removing_created_folders_on_error() -> Iterator[None]:
+    """Folders :func:`writable_dir` creates within the block are removed again, when still empty, if the block
+    raises: a command that fails leaves no folder behind."""
+    start = len(_created)
+    try:
+        yield
+    except BaseException:
+        for folder in reversed(_created[start:]):
+            try:
+                folder.rmdir()
+            except OSError:
+                pass
+        raise
+    finally:
+        del _created[start:]

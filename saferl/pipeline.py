@@ -28,21 +28,28 @@ import time
 from dataclasses import asdict, dataclass, field, fields, replace
 from importlib import metadata
 from pathlib import Path
-from typing import Annotated, Any, Sequence
+from typing import TYPE_CHECKING, Annotated, Any, Sequence
 
 import numpy as np
 import yaml
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, ConfigDict, Field
 
 from saferl.agents import AGENTS, OversightSpec, label_stores, load_hyperparams, make_agent
+from saferl.agents.base import check_hyperparams
 from saferl.agents.sb3_agent import REPLAY_FILE
 from saferl.errors import SaferlError
 from saferl.files import write_json
 from saferl.games import get_game
 from saferl.oversight.metrics import COUNTED, EPISODE_FIELDS, block_rate
-from saferl.schema import Strict, read_json, validate
+from saferl.oversight import check_overseer
+from saferl.oversight.intervention import Mode
+from saferl.schema import Strict, finite, read_json, validate
+
+if TYPE_CHECKING:
+    from saferl.blocker import TrainConfig
 
 CONDITIONS = ("none", "penalty_only", "hirl")
+ENFORCING = tuple(mode.value for mode in Mode if mode.enforces)
 CONFIG_FILE = "config.json"
 SUMMARY_FILE = "summary.json"
 STATE_FILE = "state.json"
@@ -89,10 +96,18 @@ class ExperimentConfig:
     checkpoint_every: int = 10_000
     last_episodes: int = 10
 
+    __pydantic_config__ = ConfigDict(allow_inf_nan=False)  # how from_dict checks each field's type
+
     def __post_init__(self) -> None:
+        """Check every setting before any work: a bad one fails here, before a file is written."""
         get_game(self.game)
         if self.agent not in AGENTS:
             raise SaferlError(f"unknown agent {self.agent!r} (--agent): choose one of {', '.join(AGENTS)}")
+        finite(self.penalty, "--penalty")
+        check_hyperparams(self.agent, load_hyperparams(self.agent, self.game, self.hyperparams))
+        blocker_settings(self.blocker)
+        if self.mode not in ENFORCING:
+            raise SaferlError(f"--mode {self.mode}: HIRL blocks with one of {', '.join(ENFORCING)}")
         unknown = [c for c in self.conditions if c not in CONDITIONS]
         if unknown or not self.conditions:
             raise SaferlError(f"unknown condition(s) {unknown} (--conditions): choose from {', '.join(CONDITIONS)}")
@@ -103,9 +118,12 @@ class ExperimentConfig:
             raise SaferlError(f"--overseer {self.overseer}: HIRL needs a labelling overseer (scripted, lookahead, human)")
         if self.overseer == "human":
             self._check_human()
+        check_overseer(self.overseer, self.game, self.overseer_options)
         if min(self.workers, self.threads, self.checkpoint_every, self.last_episodes) < 1 or not self.seeds:
             raise SaferlError("--workers, --threads, --checkpoint-every and --last-episodes must be at least 1, "
                               "and --seeds at least 1")
+        if min(self.seeds) < 0 or len(set(self.seeds)) != len(self.seeds):
+            raise SaferlError(f"seeds {list(self.seeds)}: give distinct seeds >= 0")
 
     def _check_human(self) -> None:
         """A person oversees in one window of this process: SB3 agents, one run at a time, a valid pace and zoom."""
@@ -132,12 +150,28 @@ class ExperimentConfig:
         if unknown:
             raise SaferlError(f"{source}: unknown key(s) {unknown}; known: {', '.join(sorted(known))}")
         data = dict(data)
-        for key in ("conditions", "seeds"):
-            if key in data:
-                value = data[key]
-                value = value.split(",") if isinstance(value, str) else value
-                data[key] = tuple(int(v) if key == "seeds" else str(v).strip() for v in value)
-        return cls(**data)
+        if isinstance(data.get("conditions"), str):
+            data["conditions"] = [c.strip() for c in data["conditions"].split(",")]
+        return validate(cls, data, source, "fix that setting")
+
+
+def blocker_settings(blocker: dict[str, Any], **defaults: Any) -> tuple[TrainConfig, float, int, bool]:
+    """The experiment's ``blocker`` options as Blocker training settings: the :class:`TrainConfig` (``defaults``
+    fill what the options leave out), the margin, the folds and whether a Blocker whose alarm is raised may take
+    over. Bad options fail here, before any work."""
+    from saferl.blocker import TrainConfig
+    from saferl.blocker.fit import check_fit_options
+
+    options = {**defaults, **blocker}
+    margin, folds = options.pop("margin", 0.0), options.pop("folds", 3)
+    allow_degenerate = options.pop("allow_degenerate", False)
+    try:
+        check_fit_options(margin, folds)
+        if not isinstance(allow_degenerate, bool):
+            raise SaferlError(f"allow_degenerate must be true or false, not {allow_degenerate!r}")
+        return TrainConfig(**options), float(margin), int(folds), allow_degenerate
+    except (SaferlError, TypeError) as err:
+        raise SaferlError(f"blocker options {blocker}: {err}") from None
 
 
 def load_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -145,7 +179,8 @@ def load_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         data = yaml.safe_load(Path(path).read_text())
     except (OSError, yaml.YAMLError) as err:
-        raise SaferlError(f"cannot read the experiment config {path} (--config): {err}") from None
+        reason = " ".join(str(getattr(err, "strerror", None) or err).split())
+        raise SaferlError(f"cannot read the experiment config {path} (--config): {reason}") from None
     if not isinstance(data, dict):
         raise SaferlError(f"{path} (--config) must hold a mapping of experiment settings")
     return data
@@ -384,20 +419,10 @@ class Run:
 
     def _train_blocker(self) -> dict[str, Any]:
         """Phase 2: fit the Blocker on this run's labels; return its held-out figures."""
-        from saferl.blocker import TrainConfig, fit_blocker
+        from saferl.blocker import fit_blocker
 
-        options = dict(self.config.blocker)
-        margin = float(options.pop("margin", 0.0))
-        folds = int(options.pop("folds", 3))
-        allow_degenerate = bool(options.pop("allow_degenerate", False))
-        options.setdefault("seed", self.seed)
-        options.setdefault("device", self.config.device)
-        options.setdefault("threads", self.threads)
-        options.setdefault("progress", self.progress)
-        try:
-            train_config = TrainConfig(**options)
-        except TypeError as err:
-            raise SaferlError(f"blocker options {self.config.blocker}: {err}") from None
+        train_config, margin, folds, allow_degenerate = blocker_settings(
+            self.config.blocker, seed=self.seed, device=self.config.device, threads=self.threads, progress=self.progress)
         stores = label_stores(self.folder / "labels")
         result = fit_blocker(stores, self.game.name, out=self.folder / "blocker", config=train_config, margin=margin,
                              folds=folds)
@@ -479,6 +504,9 @@ def _worker(jobs: list[Job], failures: Any) -> None:
         try:
             _execute(job)
         except KeyboardInterrupt:
+            return
+        except SaferlError as err:
+            failures.put(f"{job[1]} seed {job[2]}: {err}")
             return
         except BaseException as err:  # noqa: BLE001 - report anything to the parent
             import traceback

@@ -9,20 +9,21 @@ and the fix.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
 from saferl.errors import SaferlError
 
 MAX_JSON_BYTES = 16 * 2**20  # metadata is kilobytes; a bigger file is not saferl's
 MAX_JSON_DEPTH = 32
 
-Model = TypeVar("Model", bound=BaseModel)
+Model = TypeVar("Model")
 
 
 class Strict(BaseModel):
@@ -87,10 +88,16 @@ def describe_error(err: ValidationError) -> str:
     return f"{where}: {first['msg'].lower()} (got {shown}){more}"
 
 
+@functools.cache
+def _adapter(model: type) -> TypeAdapter:
+    return TypeAdapter(model)
+
+
 def validate(model: type[Model], data: Any, source: str, fix: str) -> Model:
-    """``data`` checked against ``model``; ``source`` names the file and ``fix`` says what to do on a fault."""
+    """``data`` checked against ``model`` (a pydantic model or a dataclass, whose ``__post_init__`` then runs);
+    ``source`` names the file and ``fix`` says what to do on a fault."""
     try:
-        return model.model_validate(data)
+        return _adapter(model).validate_python(data)
     except ValidationError as err:
         raise SaferlError(f"{source}: {describe_error(err)}; {fix}") from None
 

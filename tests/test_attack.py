@@ -23,8 +23,7 @@ from saferl.games.pong import BLOCK_BELOW, paddle_bottom
 from saferl.oversight import ScriptedOverseer
 from saferl.oversight.label_store import LabelStore
 from saferl.pipeline import ExperimentConfig, run_experiment
-from test_blocker import ACTIONS, PONG, labels, once, shared, trained  # noqa: F401 (fixtures)
-from test_cli import last_json, saferl
+from helpers import ACTIONS, PONG, last_json, once, saferl
 
 CUT = BLOCK_BELOW + 6  # the planted Blocker sees no state whose paddle bottom is below this row
 PADDLE = np.array([92, 186, 92], np.uint8)

@@ -15,13 +15,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from filelock import FileLock
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from saferl.blocker import (
     BlockerOverseer,
-    Ensemble,
     TrainConfig,
     default_preprocessing,
     evaluate,
@@ -33,7 +31,6 @@ from saferl.blocker import (
     load_labels,
     new_blocker,
     roc_auc,
-    save_blocker,
     save_ensemble,
     split_by_episode,
     train_ensemble,
@@ -46,63 +43,11 @@ from saferl.blocker.threshold import fn_rate_bound
 from saferl.envs import make_vec_env
 from saferl.errors import SaferlError
 from saferl.files import with_digest
-from saferl.games import GameState, get_game
+from saferl.games import GameState
 from saferl.games.pong import UP_ACTIONS
-from saferl.oversight import ScriptedOverseer, StepContext, make_overseer
+from saferl.oversight import StepContext, make_overseer
 from saferl.oversight.label_store import LabelStore
-from test_cli import last_json, saferl
-
-PONG = get_game("pong")
-ACTIONS = ["NOOP", "FIRE", "RIGHT", "LEFT", "RIGHTFIRE", "LEFTFIRE"]
-
-
-def record_labels(path, n_envs, steps, seed):
-    """Random play in ``n_envs`` Pong envs under the scripted overseer; every step becomes a label."""
-    with LabelStore.create(path, "pong", ACTIONS) as store:
-        venv = make_vec_env(PONG, n_envs=n_envs, overseer=ScriptedOverseer(), label_store=store, seed=seed,
-                            preprocess=False)
-        venv.reset()
-        rng = np.random.default_rng(seed)
-        for _ in range(steps):
-            venv.step(rng.integers(len(ACTIONS), size=n_envs))
-        venv.close()
-    return path
-
-
-@pytest.fixture(scope="session")
-def shared(tmp_path_factory, worker_id):
-    """A folder shared by all xdist workers of this session."""
-    base = tmp_path_factory.getbasetemp()
-    return base if worker_id == "master" else base.parent
-
-
-def once(path, build):
-    """Build ``path`` once per session, whichever worker gets there first."""
-    with FileLock(f"{path}.lock"):
-        if not (path / ".done").exists():
-            shutil.rmtree(path, ignore_errors=True)
-            build(path)
-            (path / ".done").touch()
-    return path
-
-
-@pytest.fixture(scope="session")
-def labels(shared):
-    return once(shared / "blocker-pong-labels", lambda p: record_labels(p, n_envs=8, steps=400, seed=0))
-
-
-@pytest.fixture(scope="session")
-def trained(shared, labels):
-    """(Blocker folder, the train-blocker --json summary)."""
-
-    def build(out):
-        result = saferl("train-blocker", str(labels), "--game", "pong", "--out", str(out), "--threads", "1",
-                        "--epochs", "15", "--no-progress", "--json")
-        (out / "train.json").write_text(json.dumps(last_json(result)))
-
-    out = once(shared / "blocker-pong", build)
-    return out, json.loads((out / "train.json").read_text())
-
+from helpers import ACTIONS, PONG, last_json, record_labels, saferl
 
 @pytest.fixture(scope="module")
 def data(labels):

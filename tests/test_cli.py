@@ -1,21 +1,10 @@
 """The saferl command, run as a user runs it (a subprocess), with its summaries and its errors."""
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-
-def saferl(*args, check_rc=0):
-    result = subprocess.run([sys.executable, "-m", "saferl.cli", *args], capture_output=True, text=True, timeout=600)
-    assert result.returncode == check_rc, result.stderr
-    return result
-
-
-def last_json(result):
-    return json.loads(result.stdout.strip().splitlines()[-1])
+from helpers import last_json, saferl
 
 
 def test_games_lists_the_three_paper_games():

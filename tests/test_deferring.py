@@ -10,7 +10,7 @@ from saferl.oversight import ScriptedOverseer, StepContext, make_overseer
 from saferl.oversight.deferring import DeferralConfig, DeferringOverseer, sketch
 from saferl.oversight.label_store import LabelStore
 from saferl.pipeline import ExperimentConfig, run_experiment
-from test_cli import last_json, saferl
+from helpers import last_json, saferl
 
 PONG = get_game("pong")
 ACTIONS = game_action_names(PONG)

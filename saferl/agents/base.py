@@ -3,6 +3,8 @@ the experiment pipeline drives (:class:`Agent`)."""
 
 from __future__ import annotations
 
+import inspect
+import math
 import os
 from dataclasses import dataclass, field
 from importlib import resources
@@ -78,6 +80,60 @@ def load_hyperparams(agent: str, game: str | None = None, overrides: dict[str, A
     params.update(games.get(game, {}) if game else {})
     params.update(overrides or {})
     return params
+
+
+#: Ranges of the hyperparameters saferl's agents share (a ``lin_X`` schedule is checked as X): what a value must
+#: be, and the test.
+_RANGE: dict[str, tuple[str, Callable[[float], bool]]] = {
+    **dict.fromkeys(("n_envs", "frame_stack", "buffer_size", "batch_size", "n_steps", "n_epochs", "train_freq",
+                     "target_update_interval", "n_workers"),
+                    ("a whole number >= 1", lambda x: x >= 1 and float(x).is_integer())),
+    **dict.fromkeys(("learning_starts", "ent_coef", "vf_coef", "entropy_coef", "value_coef"), (">= 0", lambda x: x >= 0)),
+    **dict.fromkeys(("gamma", "gae_lambda", "exploration_fraction", "exploration_initial_eps", "exploration_final_eps",
+                     "tau"), ("in [0, 1]", lambda x: 0 <= x <= 1)),
+    **dict.fromkeys(("learning_rate", "max_grad_norm", "clip_range"), ("> 0", lambda x: x > 0)),
+}
+#: Keys saferl reads itself, beside the algorithm's own constructor arguments.
+_SAFERL_KEYS = ("n_envs", "frame_stack", "backend", "policy")
+_NOT_HYPERPARAMS = ("self", "env", "seed", "device", "verbose", "tensorboard_log", "_init_setup_model")
+
+
+def hyperparam_names(agent: str) -> set[str]:
+    """The hyperparameters ``agent`` takes: its algorithm's constructor arguments and saferl's env keys."""
+    if agent == "a3c":
+        from saferl.agents.a3c import A3CConfig
+
+        return {*A3CConfig.__dataclass_fields__, "frame_stack"} - {"seed", "device"}
+    import stable_baselines3
+
+    algorithm = getattr(stable_baselines3, agent.upper())
+    return (set(inspect.signature(algorithm).parameters) - set(_NOT_HYPERPARAMS)) | set(_SAFERL_KEYS)
+
+
+def check_hyperparams(agent: str, params: dict[str, Any], source: str = "--hyperparam") -> None:
+    """Refuse, before any work, a hyperparameter ``agent`` does not take or a value out of its range."""
+    unknown = sorted(set(params) - hyperparam_names(agent))
+    if unknown:
+        raise SaferlError(f"{source}: {agent} takes no hyperparameter {', '.join(unknown)}; see "
+                          f"saferl/agents/hyperparams.yml and the {agent.upper()} docs for the names")
+    for key, value in params.items():
+        if key not in _RANGE:
+            continue
+        want, ok = _RANGE[key]
+        number = value[4:] if isinstance(value, str) and value.startswith("lin_") else value
+        try:
+            number = float(number) if isinstance(number, str) else number
+        except ValueError:
+            pass
+        if isinstance(number, bool) or not isinstance(number, (int, float)) or not math.isfinite(number):
+            raise SaferlError(f"{source}: {key}={value!r} must be a finite number (or lin_X, a linear schedule)")
+        if not ok(number):
+            raise SaferlError(f"{source}: {key}={value!r} must be {want}")
+    if "backend" in params:
+        from saferl.envs import BACKENDS
+
+        if params["backend"] not in BACKENDS:
+            raise SaferlError(f"{source}: backend={params['backend']!r}: choose one of {', '.join(BACKENDS)}")
 
 
 def label_stores(folder: str | os.PathLike[str]) -> list[Path]:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from saferl.errors import SaferlError
+from saferl.files import writable_dir
 
 METHODS = ("shift", "adversary", "perturb")
 
@@ -47,7 +48,7 @@ def attack_blocker(folder: str | os.PathLike[str], game: str, methods: Sequence[
     from saferl.attack.adversary import adversary
     from saferl.attack.perturb import perturb
     from saferl.attack.report import write_attack_report
-    from saferl.attack.shift import shift
+    from saferl.attack.shift import checkpoints, shift
     from saferl.blocker.ensemble import load_scorer
     from saferl.envs import game_action_names
     from saferl.games import get_game
@@ -62,13 +63,9 @@ def attack_blocker(folder: str | os.PathLike[str], game: str, methods: Sequence[
     for method in methods:
         parse_methods(method)
     scorer = load_scorer(folder, the_game.name)
-    target = Path(out) if out is not None else Path(folder) / "attack"
-    try:
-        target.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise SaferlError(f"cannot write to --out {target}: {err.strerror or err}; choose a writable folder") from None
-    if not os.access(target, os.W_OK):
-        raise SaferlError(f"--out {target} is not writable; choose a writable folder")
+    if policies is not None:
+        list(checkpoints(policies, the_game.name))  # a wrong run folder fails before any work
+    target = writable_dir(out if out is not None else Path(folder) / "attack", "--out")
     results = []
     for method in methods:
         if method == "shift":

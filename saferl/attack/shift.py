@@ -15,7 +15,6 @@ Each policy plays ``steps`` agent steps in envs the Blocker oversees (``replace`
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -24,7 +23,9 @@ import numpy as np
 from stable_baselines3.common.vec_env import VecFrameStack, VecTransposeImage
 
 from saferl.attack.rollout import MethodResult, overseen_envs, train_ppo
+from saferl.agents.sb3_agent import STATE_FILE, read_metadata
 from saferl.errors import SaferlError
+from saferl.schema import read_json
 from saferl.games import Game
 
 HOLDS = (1, 4, 16)
@@ -48,20 +49,17 @@ def random_walk(n_envs: int, n_actions: int, hold: int, seed: int) -> Policy:
 def checkpoints(run_dir: str | os.PathLike[str], game: str) -> Iterator[tuple[str, str, dict[str, Any], Path]]:
     """(name, algorithm, hyperparameters, agent folder) of every SB3 checkpoint in an experiment's run folder."""
     root = Path(run_dir)
-    try:
-        config = json.loads((root / "config.json").read_text())
-    except (OSError, ValueError) as err:
-        raise SaferlError(f"--policies {root}: not the run folder of saferl experiment ({err})") from None
+    config = read_json(root / "config.json", f"--policies {root}: not the run folder of saferl experiment "
+                                              "(it has no config.json)")
+    if not isinstance(config, dict):
+        raise SaferlError(f"--policies {root}: its config.json is not saferl experiment's")
     if config.get("game") != game:
         raise SaferlError(f"--policies {root} holds {config.get('game')!r} agents, not {game!r} ones")
     found = sorted(root.glob("runs/*/seed-*/checkpoint/agent"))
     if not found:
         raise SaferlError(f"--policies {root}: no agent checkpoints (runs/<condition>/seed-<k>/checkpoint/agent)")
     for folder in found:
-        try:
-            algorithm = json.loads((folder / "agent.json").read_text())["algorithm"]
-        except (OSError, ValueError, KeyError):
-            algorithm = config.get("agent")  # A3C's checkpoints name no algorithm
+        algorithm = read_metadata(folder).algorithm if (folder / STATE_FILE).is_file() else config.get("agent")
         if algorithm in SB3_AGENTS:
             yield f"{folder.parts[-4]}/{folder.parts[-3]}", algorithm, dict(config.get("hyperparams", {})), folder
 
@@ -69,18 +67,15 @@ def checkpoints(run_dir: str | os.PathLike[str], game: str) -> Iterator[tuple[st
 def checkpoint_policy(env: Any, algorithm: str, hyperparams: dict[str, Any], folder: Path) -> Policy:
     """The policy saved in an SB3 agent checkpoint (``params.pt``, loaded without pickle), for ``env``'s
     frame-stacked observations."""
-    import torch
-
-    from saferl.agents.sb3_agent import ALGORITHMS, PARAMS_FILE, sb3_kwargs
+    from saferl.agents.sb3_agent import ALGORITHMS, load_params, sb3_kwargs
 
     policy_class = ALGORITHMS[algorithm].policy_aliases[hyperparams.get("policy", "CnnPolicy")]
     policy_kwargs = sb3_kwargs(hyperparams).get("policy_kwargs", {})
     space = VecTransposeImage.transpose_space(env.observation_space)  # SB3 trained it channels-first
     policy = policy_class(space, env.action_space, lambda _: 0.0, **policy_kwargs)
     try:
-        params = torch.load(folder / PARAMS_FILE, map_location="cpu", weights_only=True)
-        policy.load_state_dict(params["policy"])
-    except (OSError, RuntimeError, KeyError) as err:
+        policy.load_state_dict(load_params(folder)["policy"])
+    except (SaferlError, RuntimeError) as err:
         raise SaferlError(f"--policies: cannot load the agent in {folder}: {err}") from None
     policy.set_training_mode(False)
     return lambda obs: policy.predict(obs, deterministic=False)[0]

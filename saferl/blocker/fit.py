@@ -125,6 +125,15 @@ def feature_views(blocker: Any, data: BlockerData) -> np.ndarray:
     return np.concatenate(chunks)
 
 
+def check_fit_options(margin: float, folds: int) -> None:
+    """Refuse a threshold ``margin`` outside [0, 1) or fewer than 2 ``folds``, before any work."""
+    if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not 0.0 <= margin < 1.0:
+        raise SaferlError(f"the threshold margin must be a number in [0, 1), not {margin!r} (--margin)")
+    if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
+        raise SaferlError(f"--folds must be a whole number of at least 2 (each fold validates the others' Blocker), "
+                          f"not {folds!r}")
+
+
 def fit_blocker(label_paths: Sequence[str | os.PathLike[str]], game: str, out: str | os.PathLike[str] | None = None,
                 preprocessing: Preprocessing | None = None, model_config: ModelConfig | None = None,
                 config: TrainConfig = TrainConfig(), margin: float = 0.0, folds: int = 3,
@@ -139,6 +148,7 @@ def fit_blocker(label_paths: Sequence[str | os.PathLike[str]], game: str, out: s
     :param folds: members, one per fold of episodes (at least 2).
     :param novelty_quantile: the share of held-out labelled states the novelty radius covers.
     """
+    check_fit_options(margin, folds)
     start = time.perf_counter()
     data = load_labels(label_paths, game, preprocessing)
     parts = fold_by_episode(data, folds, test_fraction, seed=config.seed)

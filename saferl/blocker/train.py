@@ -56,8 +56,14 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.balance not in BALANCES:
             raise SaferlError(f"unknown balance {self.balance!r} (--balance): choose one of {', '.join(BALANCES)}")
-        if min(self.epochs, self.batch_size, self.patience, self.threads or 1) < 1:
-            raise SaferlError("--epochs, --batch-size, --patience and --threads must be at least 1")
+        whole = {"epochs": self.epochs, "batch_size": self.batch_size, "patience": self.patience, "seed": self.seed,
+                 "threads": 1 if self.threads is None else self.threads}
+        for name, value in whole.items():
+            if isinstance(value, bool) or not isinstance(value, int) or value < (0 if name == "seed" else 1):
+                raise SaferlError(f"--{name.replace('_', '-')} must be a whole number of at least "
+                                  f"{0 if name == 'seed' else 1}, not {value!r}")
+        if not isinstance(self.learning_rate, (int, float)) or not 0 < self.learning_rate < float("inf"):
+            raise SaferlError(f"--learning-rate must be a finite number > 0, not {self.learning_rate!r}")
 
 
 @dataclass

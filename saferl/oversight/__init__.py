@@ -51,6 +51,15 @@ def make_overseer(name: str, seed: int | None = None, game: str | None = None, *
                       f"or {BLOCKER_PREFIX}DIR for a trained Blocker")
 
 
+def check_overseer(name: str, game: str, options: dict[str, Any]) -> None:
+    """Build (and close) the overseer ``name`` with ``options`` once, so that a wrong name or option fails before any
+    work; nothing is shown (a person's window opens on its first frame)."""
+    overseer = make_overseer(name, seed=0, game=game, **dict(options))
+    close = getattr(overseer, "close", None)
+    if close is not None:
+        close()
+
+
 def _blocker_overseer(folder: str, game: str | None) -> Overseer:
     """The BlockerOverseer of the Blocker or ensemble saved in ``folder``."""
     from saferl.blocker import BlockerOverseer
@@ -67,6 +76,7 @@ def _blocker_overseer(folder: str, game: str | None) -> Overseer:
 
 
 __all__ = [
+    "check_overseer",
     "ALLOW",
     "BLOCKER_PREFIX",
     "HOLD",
