@@ -405,8 +405,8 @@ class LabelStore:
                                           "--out directory") from None
             store = cls(file, fd, writable, fsync_every)
             if game is not None and store.game != game:
-                raise LabelStoreError(f"{file} holds labels of game {store.game!r}, not {game!r}: pass "
-                                      f"--game {store.game} to use it, or choose another --out directory for {game}")
+                raise LabelStoreError(f"{file} holds labels of game {store.game!r}, not {game!r}: use a store "
+                                      f"recorded on {game}, or work on {store.game} (its game) with it")
             store._scan(recover, verify)
         except BaseException:
             os.close(fd)
