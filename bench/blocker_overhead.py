@@ -25,7 +25,7 @@ import numpy as np
 from sidebyside import load_or_untrained_blocker
 
 from saferl.blocker import BlockerOverseer
-from saferl.envs import make_vec_env
+from saferl.oversight.envs import make_vec_env
 from saferl.games import get_game
 from saferl.oversight import BaseOverseer, Decision, StepContext
 

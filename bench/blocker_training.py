@@ -30,9 +30,10 @@ TIMED_LABELS = 1600  # training examples per throughput measurement
 
 def record_labels(game: Any, folder: Path, labels: int, seed: int = 0) -> Path:
     """About ``labels`` labels of random play under the scripted overseer, in a label store at ``folder``."""
-    from saferl.envs import game_action_names, make_vec_env
+    from saferl.env.ale import game_action_names
+    from saferl.oversight.envs import make_vec_env
     from saferl.oversight import ScriptedOverseer
-    from saferl.oversight.label_store import LabelStore
+    from saferl.labels.store import LabelStore
 
     with LabelStore.create(folder, game.name, game_action_names(game)) as store:
         venv = make_vec_env(game, N_ENVS, overseer=ScriptedOverseer(seed=seed), label_store=store, seed=seed,

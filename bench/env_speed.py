@@ -81,7 +81,7 @@ def async_atari_wrapper(game: Any) -> Subject:
 
 def saferl_vec(game: Any, backend: str, overseer: Any | None = None, bare: bool = False) -> Subject:
     """saferl's envs on ``backend``; ``bare`` drops the oversight wrapper (ground truth is still computed)."""
-    from saferl.envs import make_vec_env
+    from saferl.oversight.envs import make_vec_env
 
     venv = make_vec_env(game, N_ENVS, overseer=overseer, seed=0, backend=backend)
     return sb3_subject(venv.venv if bare else venv)
@@ -89,7 +89,7 @@ def saferl_vec(game: Any, backend: str, overseer: Any | None = None, bare: bool 
 
 def shared_workers(game: Any, workers: int) -> Subject:
     """The bare SharedMemoryVecEnv with ``workers`` worker processes."""
-    from saferl.shared_vec_env import EnvRecipe, SharedMemoryVecEnv
+    from saferl.env.shared_vec_env import EnvRecipe, SharedMemoryVecEnv
 
     return sb3_subject(SharedMemoryVecEnv(EnvRecipe(game), N_ENVS, n_workers=workers))
 

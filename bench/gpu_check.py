@@ -20,10 +20,11 @@ from sidebyside import print_figures
 
 from saferl.agents import OversightSpec, make_agent
 from saferl.blocker import TrainConfig, fit_blocker
-from saferl.envs import game_action_names, make_vec_env
+from saferl.env.ale import game_action_names
+from saferl.oversight.envs import make_vec_env
 from saferl.games import get_game
 from saferl.oversight import ScriptedOverseer
-from saferl.oversight.label_store import LabelStore
+from saferl.labels.store import LabelStore
 
 AGENT_PARAMS = {
     "dqn": {"n_envs": 8, "buffer_size": 20000, "learning_starts": 1000, "train_freq": 4},

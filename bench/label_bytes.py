@@ -19,7 +19,7 @@ import ale_py
 import gymnasium as gym
 import numpy as np
 
-from saferl.oversight.label_store import Label, LabelStore
+from saferl.labels.store import Label, LabelStore
 
 GAMES = {"pong": "ALE/Pong-v5", "space_invaders": "ALE/SpaceInvaders-v5"}
 FSYNC_LABELS = 200

@@ -16,9 +16,10 @@ from typing import Callable
 import gymnasium as gym
 import numpy as np
 
-from saferl.envs import make_ale_env, make_overseen_env
+from saferl.env.ale import make_ale_env
+from saferl.oversight.envs import make_overseen_env
 from saferl.games import get_game
-from saferl.oversight import make_overseer
+from saferl.registry import make_overseer
 
 
 def steps_per_second(make: Callable[[], gym.Env], steps: int, seed: int) -> float:

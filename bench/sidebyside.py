@@ -96,7 +96,7 @@ def untrained_blocker(game: Any, members: int = 3, memory: int = 8000) -> Any:
 
     from saferl.blocker import Ensemble, new_blocker
     from saferl.blocker.novelty import Novelty
-    from saferl.envs import game_action_names
+    from saferl.env.ale import game_action_names
 
     names = game_action_names(game)
     nets = [new_blocker(game.name, names, seed=k) for k in range(members)]

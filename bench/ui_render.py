@@ -26,7 +26,7 @@ import pygame
 
 from sidebyside import print_figures
 
-from saferl.envs import make_overseen_env
+from saferl.oversight.envs import make_overseen_env
 from saferl.games import get_game
 from saferl.human_ui import HumanOverseer, Window, load_advisor
 from saferl.human_ui.keys import LIVE_LEGEND

@@ -82,13 +82,14 @@ def _human_options(args: argparse.Namespace, overseer: str) -> dict[str, Any]:
 def cmd_oversee(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from saferl.envs import action_names, game_action_names, make_overseen_env
+    from saferl.env.ale import action_names, game_action_names
+    from saferl.oversight.envs import make_overseen_env
     from saferl.games import get_game
     from saferl.human_ui import OversightQuit
-    from saferl.oversight import make_overseer
+    from saferl.registry import make_overseer
     from saferl.oversight.intervention import Mode
     from saferl.oversight.metrics import block_rate
-    from saferl.policies import make_policy
+    from saferl.env.policies import make_policy
 
     game = get_game(args.game)
     Mode.parse(args.mode)
@@ -98,7 +99,7 @@ def cmd_oversee(args: argparse.Namespace) -> int:
     overseer = make_overseer(args.overseer, seed=args.seed, game=game.name, **_human_options(args, args.overseer))
     store = None
     if args.out is not None:
-        from saferl.oversight.label_store import LabelStore
+        from saferl.labels.store import LabelStore
 
         folder = writable_dir(args.out, "--out")
         if overseer is not None:
@@ -150,7 +151,7 @@ def cmd_oversee(args: argparse.Namespace) -> int:
 
 
 def cmd_labels(args: argparse.Namespace) -> int:
-    from saferl.oversight.label_store import LabelStore
+    from saferl.labels.store import LabelStore
 
     if not args.check and args.salvage is None:
         with LabelStore.open(args.dir) as store:
@@ -234,7 +235,7 @@ EXPERIMENT_KEYS = ("game", "agent", "overseer", "conditions", "oversight_steps",
 def experiment_data(args: argparse.Namespace) -> dict[str, Any]:
     """The experiment's settings: ``--config``'s, overridden by the flags. The file's ``overseer_options`` are
     dropped when ``--overseer`` names another overseer (they are that file's overseer's)."""
-    from saferl.pipeline import load_config_file
+    from saferl.experiment.run import load_config_file
 
     data = load_config_file(args.config) if args.config else {}
     if args.overseer is not None and args.overseer != data.get("overseer", args.overseer):
@@ -261,7 +262,7 @@ def experiment_data(args: argparse.Namespace) -> dict[str, Any]:
 
 def cmd_experiment(args: argparse.Namespace) -> int:
     from saferl.human_ui import OversightQuit
-    from saferl.pipeline import ExperimentConfig, run_experiment
+    from saferl.experiment.run import ExperimentConfig, run_experiment
 
     if args.resume and (args.out or args.config):
         raise SaferlError("--resume RUN_DIR continues a run folder with its saved config: give no --out or --config")
@@ -291,7 +292,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from saferl.sweep import run_sweep
+    from saferl.experiment.sweep import run_sweep
 
     writable_dir(args.out, "--out")
     result = run_sweep(args.config, args.out, address=args.address, cpus_per_trial=args.cpus_per_trial,
@@ -308,7 +309,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 def cmd_review(args: argparse.Namespace) -> int:
     from saferl.human_ui import DEFAULT_SCALE
     from saferl.human_ui.review import review_labels
-    from saferl.oversight.label_store import LabelStoreError
+    from saferl.labels.store import LabelStoreError
 
     try:
         summary = review_labels(args.labels, args.blocker, DEFAULT_SCALE if args.scale is None else args.scale)
@@ -342,8 +343,8 @@ def _epsilons(text: str) -> tuple[int, ...]:
 def cmd_replay_deferring(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from saferl.oversight.deferral_replay import deferral_config, replay_deferral
-    from saferl.oversight.label_store import LabelStore
+    from saferl.blocker.deferral_replay import deferral_config, replay_deferral
+    from saferl.labels.store import LabelStore
 
     config = deferral_config(args.overseer_option or [])
     LabelStore.open(args.labels).close()  # a wrong folder fails before the progress bar shows
@@ -355,7 +356,7 @@ def cmd_replay_deferring(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from saferl.report import write_report
+    from saferl.experiment.report import write_report
 
     rows = write_report(args.dir)
     print(f"wrote {Path(args.dir) / 'report.md'}, report.json and plots/ ({len(rows)} runs)")
@@ -366,9 +367,9 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every ``saferl`` command."""
-    from saferl.oversight import OVERSEERS
+    from saferl.registry import OVERSEERS
     from saferl.oversight.intervention import Mode
-    from saferl.policies import POLICY_HELP
+    from saferl.env.policies import POLICY_HELP
 
     parser = OneLineParser(prog="saferl", description="Safe RL with human intervention (HIRL) on Atari.")
     commands = parser.add_subparsers(dest="command", required=True)

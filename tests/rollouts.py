@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from saferl.envs import make_overseen_env
+from saferl.oversight.envs import make_overseen_env
 
 
 def random_policy_totals(game, overseer, seed: int, steps: int) -> dict:

@@ -17,10 +17,10 @@ import pytest
 import torch
 
 from saferl.agents.a3c import A3C, A3CConfig
-from saferl.envs import make_agent_env
+from saferl.oversight.envs import make_agent_env
 from saferl.errors import SaferlError
 from saferl.games import get_game
-from saferl.oversight import make_overseer
+from saferl.registry import make_overseer
 
 STEPS = 2_000
 

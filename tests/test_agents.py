@@ -9,7 +9,7 @@ import torch
 from saferl.agents import OversightSpec, load_hyperparams, make_agent
 from saferl.errors import SaferlError
 from saferl.games import get_game
-from saferl.oversight.label_store import LabelStore
+from saferl.labels.store import LabelStore
 
 PONG = get_game("pong")
 TINY = {

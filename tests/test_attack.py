@@ -18,11 +18,11 @@ from saferl.attack.perturb import attack, flips, logit_function
 from saferl.blocker import load_labels, save_ensemble
 from saferl.blocker.ensemble import load_scorer
 from saferl.blocker.data import to_float
-from saferl.envs import make_vec_env
+from saferl.oversight.envs import make_vec_env
 from saferl.games.pong import BLOCK_BELOW, paddle_bottom
 from saferl.oversight import ScriptedOverseer
-from saferl.oversight.label_store import LabelStore
-from saferl.pipeline import ExperimentConfig, run_experiment
+from saferl.labels.store import LabelStore
+from saferl.experiment.run import ExperimentConfig, run_experiment
 from helpers import ACTIONS, PONG, last_json, once, saferl
 
 CUT = BLOCK_BELOW + 6  # the planted Blocker sees no state whose paddle bottom is below this row

@@ -40,13 +40,14 @@ from saferl.blocker.data import Preprocessing
 from saferl.blocker.ensemble import load_scorer
 from saferl.blocker.novelty import fit_novelty
 from saferl.blocker.threshold import fn_rate_bound
-from saferl.envs import make_vec_env
+from saferl.oversight.envs import make_vec_env
 from saferl.errors import SaferlError
 from saferl.files import with_digest
 from saferl.games import GameState
 from saferl.games.pong import UP_ACTIONS
-from saferl.oversight import StepContext, make_overseer
-from saferl.oversight.label_store import LabelStore
+from saferl.oversight import StepContext
+from saferl.registry import make_overseer
+from saferl.labels.store import LabelStore
 from helpers import ACTIONS, PONG, last_json, record_labels, saferl
 
 @pytest.fixture(scope="module")
@@ -535,7 +536,7 @@ def test_oversee_cli_with_a_blocker_lets_no_catastrophe_through(trained):
 def paddle_pushed_down(seed):
     """A Pong state with the paddle held DOWN until it sits at the field's bottom: random play under the scripted
     rule (the labels) never goes there."""
-    from saferl.envs import make_ale_env
+    from saferl.env.ale import make_ale_env
 
     env = make_ale_env(PONG, seed=seed)
     for _ in range(40):

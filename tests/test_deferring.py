@@ -3,13 +3,15 @@
 import numpy as np
 import pytest
 
-from saferl.envs import game_action_names, make_vec_env
+from saferl.env.ale import game_action_names
+from saferl.oversight.envs import make_vec_env
 from saferl.errors import SaferlError
 from saferl.games import GameState, get_game
-from saferl.oversight import ScriptedOverseer, StepContext, make_overseer
-from saferl.oversight.deferring import DeferralConfig, DeferringOverseer, sketch
-from saferl.oversight.label_store import LabelStore
-from saferl.pipeline import ExperimentConfig, run_experiment
+from saferl.oversight import ScriptedOverseer, StepContext
+from saferl.registry import make_overseer
+from saferl.blocker.deferring import DeferralConfig, DeferringOverseer, sketch
+from saferl.labels.store import LabelStore
+from saferl.experiment.run import ExperimentConfig, run_experiment
 from helpers import last_json, saferl
 
 PONG = get_game("pong")

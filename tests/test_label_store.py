@@ -22,7 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from saferl.cli import main
-from saferl.oversight.label_store import FILE_NAME, Label, LabelStore, LabelStoreError, _LabelRecord
+from saferl.labels.store import FILE_NAME, Label, LabelStore, LabelStoreError, _LabelRecord
 
 PONG_ACTIONS = ["NOOP", "FIRE", "RIGHT", "LEFT", "RIGHTFIRE", "LEFTFIRE"]
 REPO = Path(__file__).resolve().parents[1]
@@ -135,7 +135,7 @@ def test_bytes_per_label_on_real_pong_frames(tmp_path: Path, pong_frames: list[n
 
 def test_kill_9_keeps_every_acknowledged_label(tmp_path: Path) -> None:
     child = ("import sys\n"
-             "from saferl.oversight.label_store import LabelStore\n"
+             "from saferl.labels.store import LabelStore\n"
              "from test_label_store import PONG_ACTIONS, synthetic_label\n"
              "store = LabelStore.open_or_create(sys.argv[1], 'pong', PONG_ACTIONS)\n"
              "for i in range(100_000):\n"
@@ -434,7 +434,7 @@ def test_a_header_too_big_or_too_deep_is_refused_before_it_is_read(tmp_path: Pat
 def test_wrong_game_and_other_misuse(tmp_path: Path, pong_frames: list[np.ndarray]) -> None:
     fill(tmp_path / "pong", pong_frames[:2])
     file = tmp_path / "pong" / FILE_NAME
-    with pytest.raises(LabelStoreError, match=f"{file} holds labels of game 'pong', not 'space_invaders'.*--game pong"):
+    with pytest.raises(LabelStoreError, match=f"{file} holds labels of game 'pong', not 'space_invaders'.*recorded on space_invaders"):
         LabelStore.open(tmp_path / "pong", "space_invaders")
     with pytest.raises(LabelStoreError, match="not 'space_invaders'"):
         LabelStore.open_or_create(tmp_path / "pong", "space_invaders", ["NOOP", "FIRE"])

@@ -2,8 +2,8 @@
 
 import pytest
 
-from saferl.labour import ASSUMED_SECONDS, human_labour
-from saferl.report import write_report
+from saferl.experiment.labour import ASSUMED_SECONDS, human_labour
+from saferl.experiment.report import write_report
 from test_report import FIGURES, section, table_row, write_config, write_run
 
 

@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from saferl.envs import make_ale_env
+from saferl.env.ale import make_ale_env
 from saferl.games import get_game
 from saferl.oversight import LookaheadOverseer, ScriptedOverseer, StepContext
-from saferl.oversight.ground_truth import GroundTruthWrapper
+from saferl.env.ground_truth import GroundTruthWrapper
 
 from rollouts import random_policy_totals
 

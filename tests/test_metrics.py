@@ -5,9 +5,10 @@ import csv
 from stable_baselines3 import A2C
 from stable_baselines3.common.vec_env import VecFrameStack
 
-from saferl.envs import make_vec_env
+from saferl.oversight.envs import make_vec_env
 from saferl.games import get_game
-from saferl.oversight import SafetyCallback, ScriptedOverseer
+from saferl.agents.callbacks import SafetyCallback
+from saferl.oversight import ScriptedOverseer
 
 
 def test_callback_logs_safety_counters_to_tensorboard_and_episodes_to_csv(tmp_path):

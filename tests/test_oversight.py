@@ -5,10 +5,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from saferl.envs import make_agent_env, make_overseen_env
+from saferl.oversight.envs import make_agent_env, make_overseen_env
 from saferl.errors import SaferlError
 from saferl.games import get_game
-from saferl.oversight import HOLD, ScriptedOverseer
+from saferl.env.ground_truth import HOLD
+from saferl.oversight import ScriptedOverseer
 
 PONG = get_game("pong")
 INFO_KEYS = {"proposed_action", "executed_action", "blocked", "catastrophe", "score", "false_negative", "false_positive"}
@@ -117,7 +118,7 @@ def test_blocked_actions_are_never_executed_and_counters_add_up(mode, fp, fn, se
 
 
 def test_scripted_noise_is_seeded_and_at_the_asked_rates_and_labour_is_counted(tmp_path):
-    from saferl.oversight.label_store import LabelStore
+    from saferl.labels.store import LabelStore
 
     def run(seed):
         store = LabelStore.create(tmp_path / f"labels-{seed}-{len(list(tmp_path.iterdir()))}", "pong", PONG_ACTIONS)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from saferl.envs import make_ale_env
+from saferl.env.ale import make_ale_env
 from saferl.games import GameState, get_game
 from saferl.games.pong import CATASTROPHE_BELOW, paddle_bottom
 from saferl.oversight import ScriptedOverseer

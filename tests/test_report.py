@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from saferl.errors import SaferlError
-from saferl.report import (
+from saferl.experiment.report import (
     RUN_COLUMNS,
     band,
     format_number,

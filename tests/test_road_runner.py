@@ -8,7 +8,8 @@ from dataclasses import dataclass, field, fields
 import numpy as np
 import pytest
 
-from saferl.envs import action_names, make_ale_env, make_vec_env
+from saferl.env.ale import action_names, make_ale_env
+from saferl.oversight.envs import make_vec_env
 from saferl.games.base import GameState
 from saferl.games.road_runner import (
     COYOTE_X,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from saferl.envs import make_ale_env
+from saferl.env.ale import make_ale_env
 from saferl.games.base import GameState
 from saferl.games.space_invaders import (
     BARRIER_BOTTOM,

@@ -6,8 +6,8 @@ import sys
 import pytest
 
 from saferl.errors import SaferlError
-from saferl.stats import bootstrap_ci, iqm
-from saferl.sweep import run_sweep
+from saferl.experiment.stats import bootstrap_ci, iqm
+from saferl.experiment.sweep import run_sweep
 
 SWEEP = {
     "grid": {"game": ["pong"], "agent": ["dqn"], "conditions": ["none", "penalty_only"], "seeds": [0]},

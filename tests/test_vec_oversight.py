@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from saferl.envs import make_vec_env
+from saferl.oversight.envs import make_vec_env
 from saferl.errors import SaferlError
 from saferl.games import get_game
 from saferl.oversight import BaseOverseer, Decision, LookaheadOverseer, ScriptedOverseer

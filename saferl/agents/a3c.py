@@ -51,15 +51,13 @@ from torch import nn
 from saferl.device import resolve_device
 from saferl.errors import SaferlError
 from saferl.files import atomic_path, load_safetensors, read_format_json, sha256_file, write_json
-from saferl.oversight.metrics import SafetyCounters
+from saferl.oversight.metrics import TALLIED, SafetyCounters
 from saferl.schema import Strict, validate
 
 EnvFactory = Callable[[int], gym.Env]
 LSTMState = tuple[torch.Tensor, torch.Tensor]
 
 #: The info keys of an overseen step that the safety counters read, in the order workers send them.
-OUTCOME_KEYS = ("catastrophe", "catastrophe_on_block", "blocked", "false_negative", "false_positive", "labelled",
-                "seconds", "penalty")
 WEIGHTS = "a3c.safetensors"
 METADATA = "a3c.json"
 FORMAT = "saferl-a3c"
@@ -274,14 +272,11 @@ def _reserve_step(counter: Any, target: int) -> bool:
 
 
 def _outcome(info: dict[str, Any]) -> tuple[Any, ...]:
-    """The oversight outcome of one step, as a compact tuple in the order of :data:`OUTCOME_KEYS`."""
+    """The oversight outcome of one step, as a compact tuple in the order of :data:`TALLIED`."""
     if "catastrophe" not in info or "blocked" not in info:
         raise SaferlError("the env's info lacks the oversight keys ('catastrophe', 'blocked', ...): build the "
-                          "workers' envs with saferl.envs.make_agent_env")
-    return (bool(info["catastrophe"]), bool(info.get("catastrophe_on_block", False)), bool(info["blocked"]),
-            bool(info.get("false_negative", False)),
-            bool(info.get("false_positive", False)), bool(info.get("labelled", False)),
-            float(info.get("seconds", 0.0)), float(info.get("penalty", 0.0)))
+                          "workers' envs with saferl.oversight.envs.make_agent_env")
+    return tuple(info.get(key, 0) for key in TALLIED)
 
 
 def _n_step_returns(rewards: list[float], bootstrap: float, gamma: float) -> torch.Tensor:
@@ -454,7 +449,7 @@ class A3C:
     :param env_factory: ``env_factory(rank)`` builds worker ``rank``'s env *inside the worker process*
         (start method ``spawn``), so it must be picklable: a module-level function, a ``functools.partial``
         of one, or a dataclass instance with ``__call__(rank)``. Each env is one gymnasium env with uint8
-        observations (e.g. ``4 x 84 x 84`` from :func:`saferl.envs.make_agent_env`), a Discrete action space
+        observations (e.g. ``4 x 84 x 84`` from :func:`saferl.oversight.envs.make_agent_env`), a Discrete action space
         and the oversight keys in ``info``. The main process builds ``env_factory(0)`` once here to read the
         spaces.
     :param config: hyperparameters (:class:`A3CConfig`).
@@ -479,7 +474,7 @@ class A3C:
             shape = tuple(int(d) for d in env.observation_space.shape or ())
             if len(shape) != 3:
                 raise SaferlError(f"A3C needs image observations (C, H, W), not shape {shape}: build the env "
-                                  "with saferl.envs.make_agent_env")
+                                  "with saferl.oversight.envs.make_agent_env")
             return shape, int(env.action_space.n)
         finally:
             env.close()
@@ -598,7 +593,7 @@ class A3C:
                     self._end_episode(rank, msg["open_return"], writer, on_episode)
                 continue
             for outcome in msg["outcomes"]:
-                self.counters.record(rank, dict(zip(OUTCOME_KEYS, outcome)))
+                self.counters.record(rank, dict(zip(TALLIED, outcome)))
             self.num_timesteps += len(msg["outcomes"])
             bar.update(len(msg["outcomes"]))
             for key in ("policy_loss", "value_loss", "entropy", "grad_norm"):

@@ -15,9 +15,9 @@ import gymnasium as gym
 
 from saferl.agents.a3c import A3C, A3CConfig
 from saferl.agents.base import OversightSpec
-from saferl.envs import make_agent_env
+from saferl.oversight.envs import make_agent_env
 from saferl.games import Game, get_game
-from saferl.oversight import make_overseer
+from saferl.registry import make_overseer
 from saferl.oversight.metrics import SafetyCounters
 
 A3C_KEYS = {name for name in A3CConfig.__dataclass_fields__} - {"seed", "device"}
@@ -46,8 +46,8 @@ class WorkerEnvFactory:
     env_kwargs: dict[str, Any] = field(default_factory=dict)
 
     def __call__(self, rank: int) -> gym.Env:
-        from saferl.envs import game_action_names
-        from saferl.oversight.label_store import LabelStore
+        from saferl.env.ale import game_action_names
+        from saferl.labels.store import LabelStore
 
         game = get_game(self.game)
         overseer = make_overseer(self.spec.overseer, seed=self.seed + rank, game=game.name, **self.spec.options)

@@ -40,7 +40,7 @@ class OversightSpec:
 
 
 class Agent(Protocol):
-    """A learning agent under oversight, driven phase by phase by :mod:`saferl.pipeline`."""
+    """A learning agent under oversight, driven phase by phase by :mod:`saferl.experiment.run`."""
 
     @property
     def num_timesteps(self) -> int:
@@ -130,7 +130,7 @@ def check_hyperparams(agent: str, params: dict[str, Any], source: str = "--hyper
         if not ok(number):
             raise SaferlError(f"{source}: {key}={value!r} must be {want}")
     if "backend" in params:
-        from saferl.envs import BACKENDS
+        from saferl.env.factory import BACKENDS
 
         if params["backend"] not in BACKENDS:
             raise SaferlError(f"{source}: backend={params['backend']!r}: choose one of {', '.join(BACKENDS)}")

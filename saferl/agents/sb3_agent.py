@@ -28,12 +28,13 @@ from stable_baselines3.common.vec_env import VecFrameStack
 
 from saferl.agents.base import OversightSpec
 from saferl.device import resolve_device
-from saferl.envs import game_action_names, make_vec_env
+from saferl.env.ale import game_action_names
+from saferl.oversight.envs import make_vec_env
 from saferl.errors import SaferlError
 from saferl.files import write_json
 from saferl.games import Game
-from saferl.oversight import make_overseer
-from saferl.oversight.label_store import LabelStore
+from saferl.registry import make_overseer
+from saferl.labels.store import LabelStore
 from saferl.oversight.metrics import SafetyCounters
 from saferl.oversight.vec_wrapper import VecOversight
 from saferl.schema import Strict, read_json, validate
@@ -208,7 +209,7 @@ class SB3Agent:
 
     :param algorithm: ``dqn``, ``a2c`` or ``ppo``.
     :param hyperparams: from :func:`saferl.agents.load_hyperparams` (``n_envs``, ``frame_stack``, the vec env
-        ``backend`` (see :func:`saferl.envs.make_vec_env`), SB3 kwargs).
+        ``backend`` (see :func:`saferl.oversight.envs.make_vec_env`), SB3 kwargs).
     :param total_steps: the run's length in agent steps, for schedules.
     :param spec: who oversees first.
     :param with_frame: snapshot RGB frames from the start (a later overseer, such as a Blocker, needs them).

@@ -50,7 +50,7 @@ def attack_blocker(folder: str | os.PathLike[str], game: str, methods: Sequence[
     from saferl.attack.report import write_attack_report
     from saferl.attack.shift import checkpoints, shift
     from saferl.blocker.ensemble import load_scorer
-    from saferl.envs import game_action_names
+    from saferl.env.ale import game_action_names
     from saferl.games import get_game
 
     the_game = get_game(game)

@@ -77,7 +77,7 @@ def _image(chw: np.ndarray) -> np.ndarray:
 def perturb(scorer: Any, game: Game, steps: int, seed: int = 0, n_envs: int = 8, max_findings: int = 20,
             epsilons: Sequence[int] = EPSILONS, progress: bool = False) -> MethodResult:
     """Collect true blocks in ``steps`` random steps under the Blocker, then attack them (see the module docstring)."""
-    from saferl.envs import game_action_names
+    from saferl.env.ale import game_action_names
 
     if scorer.preprocessing.stack != 1:
         raise SaferlError("perturb attacks Blockers of single frames; this one stacks "

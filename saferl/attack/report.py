@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 
 from saferl.attack.rollout import Finding, MethodResult
-from saferl.report import format_table
+from saferl.experiment.report import format_table
 
 COLUMNS = {"method": "method", "source": "policy / attack", "steps": "steps", "catastrophes": "catastrophes",
            "false_negatives": "false negatives", "per_1000_steps": "per 1,000 steps", "incidents": "incidents",

@@ -144,7 +144,7 @@ def overseen_envs(scorer: Any, game: Game, source: str, n_envs: int, seed: int, 
     """``n_envs`` envs of ``game`` overseen by ``scorer`` (a Blocker or ensemble) in ``replace`` mode, recorded
     (with a progress bar over ``steps`` when ``progress``)."""
     from saferl.blocker import BlockerOverseer
-    from saferl.envs import make_vec_env
+    from saferl.oversight.envs import make_vec_env
 
     venv = make_vec_env(game, n_envs=n_envs, overseer=BlockerOverseer(scorer), mode="replace", seed=seed,
                         with_frame=True, preprocess=preprocess)

@@ -92,7 +92,7 @@ def shift(scorer: Any, game: Game, steps: int, seed: int = 0, n_envs: int = 8, m
           policies: str | os.PathLike[str] | None = None, train_steps: int = 0,
           progress: bool = False) -> list[MethodResult]:
     """Roll out each policy (see the module docstring) for ``steps`` agent steps under the Blocker ``scorer``."""
-    from saferl.envs import game_action_names
+    from saferl.env.ale import game_action_names
 
     results = []
     n_actions = len(game_action_names(game))

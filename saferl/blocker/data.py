@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from saferl.errors import SaferlError
-from saferl.oversight.label_store import LabelStore
+from saferl.labels.store import LabelStore
 
 COLORS = ("rgb", "gray")
 INTERPOLATIONS = {"linear": cv2.INTER_LINEAR, "area": cv2.INTER_AREA, "nearest": cv2.INTER_NEAREST}

@@ -94,7 +94,7 @@ class Game:
         """Does the episode end (``terminated``) at ``state`` although ALE's game goes on?
 
         Read from RAM and lives only (``state.frame`` may be None). Every env backend and every simulation
-        ends episodes through :func:`saferl.emulator.episode_ended`, which asks this after ALE's game over.
+        ends episodes through :func:`saferl.env.emulator.episode_ended`, which asks this after ALE's game over.
         """
         return False
 

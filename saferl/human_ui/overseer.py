@@ -276,7 +276,7 @@ def _cycle(choice: int | None, n_actions: int, step: int) -> int | None:
 
 @lru_cache(maxsize=None)
 def _names(game: str) -> list[str]:
-    from saferl.envs import game_action_names
+    from saferl.env.ale import game_action_names
     from saferl.games import get_game
 
     return game_action_names(get_game(game))

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Protocol, Sequence, runtime_checkable
 
 from saferl.games import Game, GameState
-from saferl.emulator import Emulator
+from saferl.env.emulator import Emulator
 
 
 @dataclass(frozen=True)

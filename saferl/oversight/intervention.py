@@ -9,15 +9,14 @@ step the env and returns the same observation with the penalty, so the agent pic
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Sequence
 
 from saferl.errors import SaferlError
 from saferl.games import GameState
 from saferl.oversight.decision import Decision, StepContext
-from saferl.oversight.ground_truth import HOLD
-from saferl.oversight.metrics import SafetyCounters
+from saferl.env.ground_truth import HOLD
+from saferl.oversight.metrics import Outcome, SafetyCounters
 
 
 class Mode(str, Enum):
@@ -41,29 +40,6 @@ class Mode(str, Enum):
     def enforces(self) -> bool:
         """Whether a blocked action is kept from the env."""
         return self in (Mode.REPLACE, Mode.PRUNE)
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """One overseen step, as counted and reported in ``info``."""
-
-    proposed_action: int
-    executed_action: int  # HOLD (-1) when a pruned step left the env where it was
-    blocked: bool
-    catastrophe: bool
-    catastrophe_on_block: bool  # the catastrophe came on a step where a replacement ran
-    false_negative: bool
-    false_positive: bool
-    score: float
-    seconds: float
-    labelled: bool  # the decision went into the label store
-    penalty: float = 0.0  # the reward added for the block (0 when nothing was blocked)
-    hindsight_labels: int = 0  # earlier decisions a person was asked about after this step's catastrophe
-    hindsight_seconds: float = 0.0  # the person's time on them
-
-    def as_info(self) -> dict[str, Any]:
-        """The keys this step adds to ``info``."""
-        return dict(vars(self))  # dataclasses.asdict deep-copies: a fifth of a step's time
 
 
 Hindsight = tuple[StepContext, Decision, int, int]
@@ -168,7 +144,7 @@ class Intervention:
 
     def _store_label(self, context: StepContext, proposed: int, executed: int, decision: Decision,
                      catastrophe: bool) -> None:
-        from saferl.oversight.label_store import Label
+        from saferl.labels.store import Label
 
         frame = context.state.frame
         if frame is None:

@@ -15,14 +15,14 @@ from saferl.games import Game
 from saferl.oversight.decision import ALLOW, Decision, Overseer, StepContext
 from saferl.oversight.intervention import Hindsight, Intervention, Mode
 from saferl.oversight.metrics import SafetyCounters
-from saferl.shared_vec_env import SharedMemoryVecEnv
+from saferl.env.shared_vec_env import SharedMemoryVecEnv
 
 
 class VecOversight(VecEnvWrapper):
     """Reviews the proposed actions of all envs in one ``overseer.review_batch`` call per step.
 
-    The sub-envs must have a :class:`~saferl.oversight.ground_truth.GroundTruthWrapper` at their
-    bottom (see :func:`saferl.envs.make_vec_env`): ground truth is computed where each env runs,
+    The sub-envs must have a :class:`~saferl.env.ground_truth.GroundTruthWrapper` at their
+    bottom (see :func:`saferl.oversight.envs.make_vec_env`): ground truth is computed where each env runs,
     and the decision context comes back in ``info["game_state"]``. Steps, infos, modes, penalty
     and labels are as in :class:`~saferl.oversight.wrapper.OversightWrapper`.
 

@@ -7,7 +7,7 @@ from typing import Any, SupportsFloat
 import gymnasium as gym
 
 from saferl.oversight.decision import ALLOW, Overseer, StepContext
-from saferl.oversight.ground_truth import HOLD, GroundTruthWrapper
+from saferl.env.ground_truth import HOLD, GroundTruthWrapper
 from saferl.oversight.intervention import Intervention, Mode
 from saferl.oversight.metrics import SafetyCounters
 
@@ -23,7 +23,7 @@ class OversightWrapper(gym.Wrapper):
     :param overseer: who reviews (None: nobody; catastrophes are still counted).
     :param mode: ``replace`` | ``prune`` | ``penalty_only`` | ``observe``.
     :param penalty: added to the reward of a blocked step.
-    :param label_store: a :class:`~saferl.oversight.label_store.LabelStore` to append decisions to.
+    :param label_store: a :class:`~saferl.labels.store.LabelStore` to append decisions to.
     :param first_episode: the id of the first episode (continue a store's numbering).
     """
 
@@ -38,7 +38,7 @@ class OversightWrapper(gym.Wrapper):
     ) -> None:
         super().__init__(env)
         if not isinstance(env, GroundTruthWrapper):
-            raise TypeError("OversightWrapper wraps a GroundTruthWrapper (see saferl.envs.make_overseen_env)")
+            raise TypeError("OversightWrapper wraps a GroundTruthWrapper (see saferl.oversight.envs.make_overseen_env)")
         self.ground_truth = env
         self.overseer = overseer
         self.intervention = Intervention(

@@ -5,15 +5,15 @@ Here each worker process (one per core, less the one the calling process steps o
 otherwise wait) steps a contiguous block of envs and writes the agent's observations, rewards, end
 flags, ground truth (RAM, lives, catastrophe) and, only when asked, RGB frames into numpy arrays
 over one shared buffer; the pipe carries a one-word command per step.
-Workers keep per-step Python work lean: :meth:`~saferl.emulator.Emulator.act` (the replayable
+Workers keep per-step Python work lean: :meth:`~saferl.env.emulator.Emulator.act` (the replayable
 frameskip and sticky actions, so results equal the in-process envs'), ALE's own grayscale screen
 resized like gymnasium's ``AtariPreprocessing``, no RGB copy unless frames are needed, and the
 game's ground truth computed where the env runs.
 
-The envs are the same as :func:`saferl.envs.make_vec_env` builds with ``backend="dummy"``
+The envs are the same as :func:`saferl.oversight.envs.make_vec_env` builds with ``backend="dummy"``
 (``GroundTruthWrapper`` + ``AtariPreprocessing``): same observations, rewards, infos
 (``game_state``, ``catastrophe``, ``lives``, ``episode_frame_number``, ``terminal_observation``),
-``reset_infos`` and :data:`~saferl.oversight.ground_truth.HOLD` steps; ``env_method`` runs in the
+``reset_infos`` and :data:`~saferl.env.ground_truth.HOLD` steps; ``env_method`` runs in the
 worker. The oversight's counterfactuals (would the overridden action have held a catastrophe?) ride
 on the step itself (``step_async(actions, probes)``): no extra round trip. One difference: at an
 episode's end ``terminal_observation`` is the last frame (``AtariPreprocessing`` with
@@ -34,7 +34,7 @@ import numpy as np
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices, VecEnvObs, VecEnvStepReturn
 
 from saferl.games import GameState
-from saferl.vec_worker import EnvBlock, EnvRecipe, fields_of, nbytes, run_worker, views
+from saferl.env.vec_worker import EnvBlock, EnvRecipe, fields_of, nbytes, run_worker, views
 
 LOCAL = -1
 """The owner of the envs this process steps itself."""
@@ -46,7 +46,7 @@ def forkserver_preload() -> list[str]:
     ``main_path``; the preparation data calls it ``init_main_from_path``), so every worker runs the main
     module again; with torch and SB3 already in the server that re-run takes milliseconds, not seconds.
     """
-    return ["saferl.vec_worker", *(name for name in ("torch", "stable_baselines3") if name in sys.modules)]
+    return ["saferl.env.vec_worker", *(name for name in ("torch", "stable_baselines3") if name in sys.modules)]
 
 
 def available_cpus() -> int:

@@ -404,8 +404,8 @@ def _markdown(config: Mapping[str, Any], run_dir: Path, finished: Sequence[Run],
 
 
 def _labour_section(config: Mapping[str, Any], finished: Sequence[Run]) -> str:
-    """The human labour of each condition (means over seeds), extrapolated to 100M frames (:mod:`saferl.labour`)."""
-    from saferl.labour import ASSUMED_SECONDS, COLUMNS, human_labour
+    """The human labour of each condition (means over seeds), extrapolated to 100M frames (:mod:`saferl.experiment.labour`)."""
+    from saferl.experiment.labour import ASSUMED_SECONDS, COLUMNS, human_labour
 
     skip = _frameskip(config, finished)
     rows = []

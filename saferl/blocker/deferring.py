@@ -417,19 +417,14 @@ class DeferringOverseer(BaseOverseer):
                 **{f"asked_{reason}": count for reason, count in self.reasons.items()}}
 
 
-def make_deferring_overseer(seed: int | None, game: str | None, asker: str = "scripted",
-                            asker_options: dict[str, Any] | None = None, **options: Any) -> DeferringOverseer:
-    """The deferring overseer of ``overseer_options``: ``asker`` (an overseer name) built with ``asker_options``,
-    the rest :class:`DeferralConfig` fields."""
-    from saferl.envs import game_action_names
+def make_deferring_overseer(asker: Overseer, game: str | None, seed: int | None = None,
+                            **options: Any) -> DeferringOverseer:
+    """The deferring overseer that asks ``asker`` (someone who labels); ``options`` are :class:`DeferralConfig`
+    fields."""
+    from saferl.env.ale import game_action_names
     from saferl.games import get_game
-    from saferl.oversight import BLOCKER_PREFIX, make_overseer
 
     if game is None:
         raise SaferlError("the deferring overseer trains a Blocker for one game: give --game")
-    if asker in ("none", "deferring") or asker.startswith(BLOCKER_PREFIX):
-        raise SaferlError(f"the deferring overseer's asker (overseer_options asker) must be someone who labels, such "
-                          f"as scripted or lookahead, not {asker!r}")
     config = DeferralConfig.from_options(options)
-    who = make_overseer(asker, seed=seed, game=game, **(asker_options or {}))
-    return DeferringOverseer(who, game, game_action_names(get_game(game)), config, seed or 0)
+    return DeferringOverseer(asker, game, game_action_names(get_game(game)), config, seed or 0)

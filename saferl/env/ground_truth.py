@@ -6,7 +6,7 @@ from typing import Any, SupportsFloat
 
 import gymnasium as gym
 from saferl.games import Game, GameState
-from saferl.emulator import find_emulator
+from saferl.env.emulator import find_emulator
 
 HOLD = -1
 """The action that leaves the env where it is (action pruning): the last observation comes back."""
@@ -19,7 +19,7 @@ class GroundTruthWrapper(gym.Wrapper):
     ``info["game_state"]`` is the snapshot after it, which the next decision is taken in (with the
     RGB frame when ``with_frame``). Stepping :data:`HOLD` does not touch the emulator.
 
-    :param env: an ALE env (see :func:`saferl.envs.make_ale_env`).
+    :param env: an ALE env (see :func:`saferl.env.ale.make_ale_env`).
     :param game: the game's definitions.
     :param with_frame: also snapshot RGB frames (for labels, Blockers, pixel rules).
     """

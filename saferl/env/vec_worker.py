@@ -1,4 +1,4 @@
-"""The worker side of :class:`~saferl.shared_vec_env.SharedMemoryVecEnv`: envs stepped in place in shared arrays.
+"""The worker side of :class:`~saferl.env.shared_vec_env.SharedMemoryVecEnv`: envs stepped in place in shared arrays.
 
 Kept free of torch and stable-baselines3, so a worker process starts in a fraction of a second.
 """
@@ -13,10 +13,9 @@ from typing import Any
 import cv2
 import numpy as np
 
+from saferl.env.ground_truth import HOLD
 from saferl.games import Game, GameState
 
-HOLD = -1
-"""``saferl.oversight.HOLD``: the action that leaves the env where it is (not imported: that package pulls in SB3)."""
 
 SCREEN = (210, 160)
 """The ALE screen's rows and columns (the same for every Atari 2600 game)."""
@@ -28,10 +27,10 @@ class EnvRecipe:
     """What a worker needs to build its envs (plain, picklable data).
 
     :param game: the game.
-    :param seed: the seed of env 0; env ``i`` gets ``seed + i``, as in :func:`saferl.envs.make_vec_env`.
+    :param seed: the seed of env 0; env ``i`` gets ``seed + i``, as in :func:`saferl.oversight.envs.make_vec_env`.
     :param with_frame: write RGB frames (for labels, Blockers, pixel rules).
     :param preprocess: observations are 84x84 grayscale (else RGB frames).
-    :param overrides: ALE settings over the game's (see :func:`saferl.envs.make_ale_env`).
+    :param overrides: ALE settings over the game's (see :func:`saferl.env.ale.make_ale_env`).
     """
 
     game: Game
@@ -100,7 +99,7 @@ class EnvSlot:
     """One env inside a worker: the emulator, its ground truth, and its rows of the shared arrays."""
 
     def __init__(self, recipe: EnvRecipe, index: int, arrays: dict[str, np.ndarray]) -> None:
-        from saferl.envs import make_ale_env
+        from saferl.env.ale import make_ale_env
 
         self.recipe, self.game, self.index, self.arrays = recipe, recipe.game, index, arrays
         self.emulator = make_ale_env(recipe.game, seed=recipe.seed + index, **dict(recipe.overrides))

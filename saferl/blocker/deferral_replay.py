@@ -1,7 +1,7 @@
 """Replay a watch-every-frame label store through the deferring overseer: its labels and misses, offline.
 
 A run whose overseer looked at every frame left a label store holding the answer to every action the
-agent proposed, in order. Fed through a :class:`~saferl.oversight.deferring.DeferringOverseer` in the
+agent proposed, in order. Fed through a :class:`~saferl.blocker.deferring.DeferringOverseer` in the
 batches the envs made them, with the stored answers standing in for the asker, it tells in minutes,
 without the agent, how many of those decisions a deferring setting would have asked for and which
 blocks its ensemble would have let pass unasked. It is an estimate: deferring would have changed the
@@ -24,8 +24,8 @@ import numpy as np
 from saferl.errors import SaferlError
 from saferl.games import GameState, get_game
 from saferl.oversight.decision import BaseOverseer, Decision, StepContext
-from saferl.oversight.deferring import DeferralConfig, DeferringOverseer
-from saferl.oversight.label_store import LabelStore
+from saferl.blocker.deferring import DeferralConfig, DeferringOverseer
+from saferl.labels.store import LabelStore
 
 WINDOW = 2000
 """Decisions per window of the asked share's course."""

@@ -156,10 +156,10 @@ class Emulator(gym.Wrapper):
 
 
 def find_emulator(env: gym.Env) -> Emulator:
-    """The :class:`Emulator` in ``env``'s wrapper chain (see :func:`saferl.envs.make_ale_env`)."""
+    """The :class:`Emulator` in ``env``'s wrapper chain (see :func:`saferl.env.ale.make_ale_env`)."""
     layer: Any = env
     while isinstance(layer, gym.Wrapper):
         if isinstance(layer, Emulator):
             return layer
         layer = layer.env
-    raise TypeError("this env has no saferl Emulator: build it with saferl.envs.make_ale_env")
+    raise TypeError("this env has no saferl Emulator: build it with saferl.env.ale.make_ale_env")

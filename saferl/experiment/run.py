@@ -11,7 +11,7 @@ Conditions (PAPER.md):
 A run folder (``RUN_DIR/runs/<condition>/seed-<k>/``) holds ``episodes.csv`` and ``curve.csv`` as the
 run goes, a ``checkpoint/`` every ``checkpoint_every`` steps, at each phase's end and on Ctrl-C, and
 ``summary.json`` when it is done; :func:`run_experiment` resumes any unfinished run from its checkpoint
-and writes the report (:mod:`saferl.report`).
+and writes the report (:mod:`saferl.experiment.report`).
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from saferl.errors import SaferlError
 from saferl.files import write_json
 from saferl.games import get_game
 from saferl.oversight.metrics import COUNTED, EPISODE_FIELDS, block_rate
-from saferl.oversight import check_overseer
+from saferl.registry import check_overseer
 from saferl.oversight.intervention import Mode
 from saferl.schema import Strict, finite, read_json, validate
 
@@ -440,7 +440,7 @@ class Run:
         """The run's report row. ``checkpoint_bytes`` is the size of the largest checkpoint the run wrote (weights,
         replay buffer, state): the disk a run needs to be resumable, twice that while a save replaces the previous
         checkpoint. The replay buffer is deleted when the run is done, so the checkpoint left is smaller."""
-        from saferl.report import read_csv
+        from saferl.experiment.report import read_csv
 
         totals = agent.counters.totals
         handover = state["handover"] or {"step": self.config.oversight_steps, **dict.fromkeys(COUNTED, 0)}
@@ -478,7 +478,7 @@ class Run:
         """Decisions the human (or scripted stand-in) made: every label stored for hirl (a crash can add labels
         for steps redone on resume: they were still given); every step it reviewed for ``penalty_only``."""
         if self.condition == "hirl":
-            from saferl.oversight.label_store import LabelStore
+            from saferl.labels.store import LabelStore
 
             total = 0
             for path in label_stores(self.folder / "labels"):
@@ -551,7 +551,7 @@ def run_experiment(config: ExperimentConfig | None, out: str | os.PathLike[str],
 
     :param allow_degenerate_blocker: hand over to a Blocker whose alarm is raised (also on resume).
     """
-    from saferl.report import write_report
+    from saferl.experiment.report import write_report
 
     root = Path(out)
     config = prepare_experiment(config, root, resume)

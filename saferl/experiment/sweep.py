@@ -18,8 +18,8 @@ from typing import Any
 
 from saferl.errors import SaferlError
 from saferl.files import write_json
-from saferl.pipeline import SUMMARY_FILE, ExperimentConfig, Run, load_config_file, prepare_experiment, run_folder
-from saferl.stats import bootstrap_ci, iqm
+from saferl.experiment.run import SUMMARY_FILE, ExperimentConfig, Run, load_config_file, prepare_experiment, run_folder
+from saferl.experiment.stats import bootstrap_ci, iqm
 
 GRID_KEYS = ("game", "agent", "conditions", "seeds")
 AGGREGATED = ("catastrophes", "catastrophes_after_human", "false_negatives", "human_labels", "mean_return")
@@ -104,7 +104,7 @@ def run_sweep(sweep: dict[str, Any] | str | os.PathLike[str], out: str | os.Path
 
 def aggregate(root: Path, configs: list[ExperimentConfig]) -> dict[str, Any]:
     """Write every experiment's report and ``sweep.md`` / ``sweep.json`` with IQMs and bootstrap CIs over seeds."""
-    from saferl.report import format_number, format_table, write_report
+    from saferl.experiment.report import format_number, format_table, write_report
 
     rows = []
     for config in configs:

@@ -50,7 +50,7 @@ from pydantic import Field, field_validator
 
 import saferl
 from saferl.errors import SaferlError
-from saferl.oversight.ground_truth import HOLD
+from saferl.env.ground_truth import HOLD
 from saferl.schema import MAX_JSON_BYTES, Strict, parse_json, validate
 
 FILE_NAME = "labels.bin"

@@ -1,0 +1,1 @@
+"""The HIRL experiment: config, runs with checkpoints, the report, sweeps."""

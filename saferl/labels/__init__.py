@@ -1,0 +1,1 @@
+"""The label store: the overseer's decisions on disk, append-only and crash-safe."""
