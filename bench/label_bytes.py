@@ -19,7 +19,8 @@ import ale_py
 import gymnasium as gym
 import numpy as np
 
-from saferl.labels.store import Label, LabelStore
+from saferl.labels.format import Label
+from saferl.labels.store import LabelStore
 
 GAMES = {"pong": "ALE/Pong-v5", "space_invaders": "ALE/SpaceInvaders-v5"}
 FSYNC_LABELS = 200

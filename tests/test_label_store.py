@@ -22,7 +22,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from saferl.cli import main
-from saferl.labels.store import FILE_NAME, Label, LabelStore, LabelStoreError, _LabelRecord
+from saferl.labels.format import FILE_NAME, Label
+from saferl.labels.format import LabelRecord as _LabelRecord
+from saferl.labels.store import LabelStore, LabelStoreError
 
 PONG_ACTIONS = ["NOOP", "FIRE", "RIGHT", "LEFT", "RIGHTFIRE", "LEFTFIRE"]
 REPO = Path(__file__).resolve().parents[1]
