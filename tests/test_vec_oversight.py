@@ -57,7 +57,7 @@ def test_without_oversight_the_same_envs_have_catastrophes():
 def test_episode_ids_are_unique_across_envs():
     venv = make_vec_env(PONG, n_envs=2, overseer=ScriptedOverseer(), seed=0)
     venv.reset()
-    first = [context.episode for context in venv._contexts]
+    first = [context.episode for context in venv.contexts]
     assert len(set(first)) == 2
 
 

@@ -1,13 +1,16 @@
-"""The oversight wrapper for one env: every proposed action is reviewed before the env runs it."""
+"""The oversight wrapper for one env: every proposed action is reviewed before the env runs it (the logic is
+:class:`~saferl.oversight.batch.BatchOversight`'s, over a batch of one)."""
 
 from __future__ import annotations
 
 from typing import Any, SupportsFloat
 
 import gymnasium as gym
+import numpy as np
 
-from saferl.oversight.decision import ALLOW, Overseer, StepContext
 from saferl.env.ground_truth import HOLD, GroundTruthWrapper
+from saferl.oversight.batch import BatchOversight
+from saferl.oversight.decision import Overseer
 from saferl.oversight.intervention import Intervention, Mode
 from saferl.oversight.metrics import SafetyCounters
 
@@ -25,6 +28,8 @@ class OversightWrapper(gym.Wrapper):
     :param penalty: added to the reward of a blocked step.
     :param label_store: a :class:`~saferl.labels.store.LabelStore` to append decisions to.
     :param first_episode: the id of the first episode (continue a store's numbering).
+
+    An overseer's hindsight works here as in :class:`~saferl.oversight.vec_wrapper.VecOversight`.
     """
 
     def __init__(
@@ -40,52 +45,41 @@ class OversightWrapper(gym.Wrapper):
         if not isinstance(env, GroundTruthWrapper):
             raise TypeError("OversightWrapper wraps a GroundTruthWrapper (see saferl.oversight.envs.make_overseen_env)")
         self.ground_truth = env
-        self.overseer = overseer
-        self.intervention = Intervention(
-            mode, penalty, label_store, overseer_name=overseer.name if overseer else "none"
-        )
-        self.episode = first_episode - 1
-        self._return = 0.0
-        self._started = False
+        self.oversight = BatchOversight(env.game, 1, overseer, mode, penalty, label_store, first_episode,
+                                        emulators=[env.emulator])
+
+    @property
+    def overseer(self) -> Overseer | None:
+        return self.oversight.overseer
+
+    @property
+    def intervention(self) -> Intervention:
+        return self.oversight.intervention
 
     @property
     def counters(self) -> SafetyCounters:
         """The running safety counters (see :class:`~saferl.oversight.metrics.SafetyCounters`)."""
-        return self.intervention.counters
+        return self.oversight.counters
 
     def reset(self, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
-        if self._started:
-            self.intervention.end_episode(0, self._return)
-        self._started, self._return = True, 0.0
-        self.episode += 1
-        return self.env.reset(**kwargs)
+        self.oversight.end_episode(0)
+        obs, info = self.env.reset(**kwargs)
+        self.oversight.start_episode(0, info["game_state"])
+        return obs, info
 
     def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
         proposed = int(action)
-        truth = self.ground_truth
-        context = StepContext(
-            game=truth.game,
-            state=truth.game_state,
-            episode=self.episode,
-            step=truth.episode_step,
-            emulator=truth.emulator,
-        )
-        decision = self.overseer.review(context, proposed) if self.overseer is not None else ALLOW
-        executed = self.intervention.executed_action(context, decision, proposed)
-        counterfactual = truth.would_be_catastrophe(proposed) if executed != proposed else None
+        executed = int(self.oversight.choose([proposed])[0])
+        counterfactuals = {0: self.ground_truth.would_be_catastrophe(proposed)} if executed != proposed else {}
         obs, reward, terminated, truncated, info = self.env.step(executed)
-        bonus, outcome = self.intervention.record(
-            context, decision, proposed, executed, info["catastrophe"], counterfactual
-        )
-        reward = float(reward) + bonus
-        self._return += reward
+        rewards = np.array([reward], np.float64)
+        outcome, = self.oversight.settle([info["catastrophe"]], counterfactuals, rewards, [terminated or truncated],
+                                         [info["game_state"]])
         info.update(outcome.as_info())
-        return obs, reward, terminated, truncated, info
+        return obs, float(rewards[0]), terminated, truncated, info
 
     def close(self) -> None:
-        if self._started:
-            self.intervention.end_episode(0, self._return)
-            self._started = False
+        self.oversight.end_episode(0)
         super().close()
 
 
