@@ -30,6 +30,7 @@ from saferl.agents.base import OversightSpec
 from saferl.device import resolve_device
 from saferl.env.ale import game_action_names
 from saferl.oversight.envs import make_vec_env
+from saferl.agents import sb3_internals
 from saferl.errors import SaferlError
 from saferl.files import write_json
 from saferl.games import Game
@@ -234,12 +235,9 @@ class SB3Agent:
                                            device=resolve_device(device),
                                            tensorboard_log=str(log_dir) if log_dir is not None else None,
                                            **sb3_kwargs(hyperparams))
+        sb3_internals.check(self.model)
         if isinstance(self.model, OnPolicyAlgorithm):  # learn's total is the next stop: progress is the run's
-            self.model._update_current_progress_remaining = self._run_progress
-
-    def _run_progress(self, num_timesteps: int, total_timesteps: int) -> None:
-        """SB3's progress remaining (what schedules read), over the whole run rather than one ``learn`` call."""
-        self.model._current_progress_remaining = max(0.0, 1.0 - num_timesteps / max(self.total_steps, 1))
+            sb3_internals.progress_over_run(self.model, self.total_steps)
 
     @property
     def num_timesteps(self) -> int:
@@ -295,9 +293,9 @@ class SB3Agent:
         torch.save(self.model.get_parameters(), folder / PARAMS_FILE)
         if isinstance(self.model, OffPolicyAlgorithm):
             save_replay(self.model.replay_buffer, folder / REPLAY_FILE)
-        record = AgentRecord(algorithm=self.algorithm, num_timesteps=self.num_timesteps,
-                             n_updates=int(getattr(self.model, "_n_updates", 0)),
-                             episode_num=int(self.model._episode_num))
+        n_updates, episode_num = sb3_internals.counters(self.model)
+        record = AgentRecord(algorithm=self.algorithm, num_timesteps=self.num_timesteps, n_updates=n_updates,
+                             episode_num=episode_num)
         write_json(folder / STATE_FILE, record.model_dump())
 
     def load(self, folder: Path) -> None:
@@ -318,8 +316,7 @@ class SB3Agent:
         if isinstance(self.model, OffPolicyAlgorithm):
             load_replay(self.model.replay_buffer, folder / REPLAY_FILE)
         self.model.num_timesteps = record.num_timesteps
-        self.model._n_updates = record.n_updates
-        self.model._episode_num = record.episode_num
+        sb3_internals.restore_counters(self.model, record.n_updates, record.episode_num)
 
     def close(self) -> None:
         self._close_overseer()

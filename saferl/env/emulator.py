@@ -65,15 +65,18 @@ class Emulator(gym.Wrapper):
     ) -> None:
         super().__init__(env)
         atari = env.unwrapped
-        if atari._frameskip != 1 or atari.ale.getFloat("repeat_action_probability") != 0.0:
-            raise ValueError("Emulator wraps an AtariEnv made with frameskip=1 and repeat_action_probability=0.0")
+        made_with = env.spec.kwargs if env.spec is not None else {}
+        if made_with.get("frameskip") != 1 or atari.ale.getFloat("repeat_action_probability") != 0.0:
+            raise ValueError("Emulator wraps an AtariEnv made with gym.make(..., frameskip=1, "
+                             "repeat_action_probability=0.0)")
         if not isinstance(frameskip, int) or frameskip < 1:
             raise ValueError(f"frameskip must be a positive int, not {frameskip!r}")
         self.ale = atari.ale
         self.frameskip = frameskip
         self.repeat_action_probability = float(repeat_action_probability)
         self.game = game
-        self._action_set = list(atari._action_set)
+        full = made_with.get("full_action_space", False)
+        self._action_set = list(atari.ale.getLegalActionSet() if full else atari.ale.getMinimalActionSet())
         self._applied = self._action_set[0]
         self._rng = np.random.default_rng()
 

@@ -33,21 +33,18 @@ def choose_backend(n_envs: int, overseer: Any | None, backend: str | None = None
 def make_raw_vec_env(game: Game, n_envs: int, seed: int, with_frame: bool, preprocess: bool, backend: str,
                      **overrides: Any) -> Any:
     """``n_envs`` envs of ``game`` with ground truth, as an SB3 VecEnv on ``backend`` (see :data:`BACKENDS`), seeded
-    ``seed``, ``seed + 1``, ...; with ``preprocess`` they show 84x84 grayscale frames (ALE's own grayscale
-    screen), and with ``with_frame`` each step's RGB frame rides in ``info``."""
+    ``seed``, ``seed + 1``, ...; with ``preprocess`` they show the agent's 84x84 gray view (:mod:`saferl.env.agent_view`), and with ``with_frame`` each step's RGB frame rides in ``info``."""
     from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 
-    from saferl.env.ground_truth import GroundTruthWrapper, KeepObservationOnHold
+    from saferl.env.agent_view import AgentView
+    from saferl.env.ground_truth import GroundTruthWrapper
     from saferl.env.shared_vec_env import EnvRecipe, SharedMemoryVecEnv
 
     def build(rank: int) -> Any:
         def thunk() -> gym.Env:
             env: gym.Env = GroundTruthWrapper(make_ale_env(game, seed=seed + rank, **overrides), game,
                                               with_frame=with_frame)
-            if preprocess:
-                env = KeepObservationOnHold(gym.wrappers.AtariPreprocessing(
-                    env, noop_max=0, frame_skip=1, screen_size=84, grayscale_newaxis=True))
-            return env
+            return AgentView(env, channel_axis=True) if preprocess else env
 
         return thunk
 

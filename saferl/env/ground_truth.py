@@ -57,36 +57,3 @@ class GroundTruthWrapper(gym.Wrapper):
     def would_be_catastrophe(self, action: int) -> bool:
         """Would executing ``action`` now hold a catastrophe? (exact; the env is left as it was)"""
         return self.emulator.first_catastrophe(self.game, int(action)) is not None
-
-
-class KeepObservationOnHold(gym.Wrapper):
-    """Returns the last observation again for a held step (:data:`HOLD`, or ``info["executed_action"]`` HOLD),
-    and the screen of an episode's last frame when it ends.
-
-    Goes above ``AtariPreprocessing``, which reads the ALE screen itself: after a counterfactual or a
-    look-ahead, ALE's ``restoreState`` leaves the screen at the simulated frame, so a hold would show the
-    agent a frame of a future that did not happen. And ``AtariPreprocessing`` stops before reading the
-    screen on the step that ends an episode, so its observation (SB3's ``terminal_observation``, which a
-    truncated episode's value is bootstrapped from) would be the frame before the last.
-    """
-
-    def __init__(self, env: gym.Env) -> None:
-        super().__init__(env)
-        self._last: Any = None
-
-    def reset(self, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
-        obs, info = self.env.reset(**kwargs)
-        self._last = obs
-        return obs, info
-
-    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
-        obs, reward, terminated, truncated, info = self.env.step(action)
-        if int(action) == HOLD or info.get("executed_action") == HOLD:
-            obs = self._last
-        elif terminated or truncated:
-            preprocessing: gym.wrappers.AtariPreprocessing = self.env
-            read = preprocessing.ale.getScreenGrayscale if preprocessing.grayscale_obs else preprocessing.ale.getScreenRGB
-            read(preprocessing.obs_buffer[0])  # (frame_skip 1, as saferl builds it: no second frame to pool)
-            obs = preprocessing._get_obs()
-        self._last = obs
-        return obs, reward, terminated, truncated, info

@@ -6,19 +6,17 @@ otherwise wait) steps a contiguous block of envs and writes the agent's observat
 flags, ground truth (RAM, lives, catastrophe) and, only when asked, RGB frames into numpy arrays
 over one shared buffer; the pipe carries a one-word command per step.
 Workers keep per-step Python work lean: :meth:`~saferl.env.emulator.Emulator.act` (the replayable
-frameskip and sticky actions, so results equal the in-process envs'), ALE's own grayscale screen
-resized like gymnasium's ``AtariPreprocessing``, no RGB copy unless frames are needed, and the
+frameskip and sticky actions, so results equal the in-process envs'), the agent's view of the screen
+(:func:`~saferl.env.agent_view.agent_screen`), no RGB copy unless frames are needed, and the
 game's ground truth computed where the env runs.
 
 The envs are the same as :func:`saferl.oversight.envs.make_vec_env` builds with ``backend="dummy"``
-(``GroundTruthWrapper`` + ``AtariPreprocessing``): same observations, rewards, infos
+(``GroundTruthWrapper`` + ``AgentView``): same observations, rewards, infos
 (``game_state``, ``catastrophe``, ``lives``, ``episode_frame_number``, ``terminal_observation``),
 ``reset_infos`` and :data:`~saferl.env.ground_truth.HOLD` steps; ``env_method`` runs in the
 worker. The oversight's counterfactuals (would the overridden action have held a catastrophe?) ride
-on the step itself (``step_async(actions, probes)``): no extra round trip. One difference: at an
-episode's end ``terminal_observation`` is the last frame (``AtariPreprocessing`` with
-``frame_skip=1`` repeats the frame before it). The emulators live in the workers, so overseers that
-simulate the envs (look-ahead) need the in-process backend.
+on the step itself (``step_async(actions, probes)``): no extra round trip. The emulators live in the
+workers, so overseers that simulate the envs (look-ahead) need the in-process backend.
 """
 
 from __future__ import annotations

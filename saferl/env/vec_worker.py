@@ -13,13 +13,13 @@ from typing import Any
 import cv2
 import numpy as np
 
+from saferl.env.agent_view import AGENT_SCREEN, agent_screen
 from saferl.env.ground_truth import HOLD
 from saferl.games import Game, GameState
 
 
 SCREEN = (210, 160)
 """The ALE screen's rows and columns (the same for every Atari 2600 game)."""
-AGENT_SCREEN = (84, 84)
 
 
 @dataclass(frozen=True)
@@ -115,10 +115,9 @@ class EnvSlot:
         return self.emulator.get_wrapper_attr(name)
 
     def _observe(self, obs: np.ndarray) -> None:
-        """Write the agent's observation of the screen: 84x84 gray as gymnasium's AtariPreprocessing makes it."""
+        """Write the agent's observation of the screen (:func:`~saferl.env.agent_view.agent_screen`), or the RGB screen."""
         if self.recipe.preprocess:
-            self.ale.getScreenGrayscale(self._gray)
-            obs[:, :, 0] = cv2.resize(self._gray, AGENT_SCREEN[::-1], interpolation=cv2.INTER_AREA)
+            agent_screen(self.ale, self._gray, obs[:, :, 0])
         else:
             self.ale.getScreenRGB(obs)
 

@@ -9,7 +9,8 @@ import gymnasium as gym
 
 from saferl.env.ale import make_ale_env
 from saferl.env.factory import choose_backend, make_raw_vec_env, needs_frames
-from saferl.env.ground_truth import GroundTruthWrapper, KeepObservationOnHold
+from saferl.env.agent_view import AgentView
+from saferl.env.ground_truth import GroundTruthWrapper
 from saferl.games import Game
 
 
@@ -49,7 +50,7 @@ def make_agent_env(
     """One overseen env as an agent sees it: the last ``frame_stack`` 84x84 grayscale frames (``frame_stack x 84 x 84``
     uint8), over :func:`make_overseen_env` (so ``info`` carries the oversight keys)."""
     env = make_overseen_env(game, overseer, mode, penalty, label_store, seed, first_episode=first_episode, **overrides)
-    env = KeepObservationOnHold(gym.wrappers.AtariPreprocessing(env, noop_max=0, frame_skip=1, screen_size=84))
+    env = AgentView(env)
     return gym.wrappers.FrameStackObservation(env, frame_stack)
 
 
