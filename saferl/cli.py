@@ -235,7 +235,7 @@ EXPERIMENT_KEYS = ("game", "agent", "overseer", "conditions", "oversight_steps",
 def experiment_data(args: argparse.Namespace) -> dict[str, Any]:
     """The experiment's settings: ``--config``'s, overridden by the flags. The file's ``overseer_options`` are
     dropped when ``--overseer`` names another overseer (they are that file's overseer's)."""
-    from saferl.experiment.run import load_config_file
+    from saferl.experiment.config import load_config_file
 
     data = load_config_file(args.config) if args.config else {}
     if args.overseer is not None and args.overseer != data.get("overseer", args.overseer):
@@ -262,7 +262,8 @@ def experiment_data(args: argparse.Namespace) -> dict[str, Any]:
 
 def cmd_experiment(args: argparse.Namespace) -> int:
     from saferl.human_ui import OversightQuit
-    from saferl.experiment.run import ExperimentConfig, run_experiment
+    from saferl.experiment.config import ExperimentConfig
+    from saferl.experiment.pool import run_experiment
 
     if args.resume and (args.out or args.config):
         raise SaferlError("--resume RUN_DIR continues a run folder with its saved config: give no --out or --config")

@@ -22,7 +22,7 @@ from saferl.oversight.envs import make_vec_env
 from saferl.games.pong import BLOCK_BELOW, paddle_bottom
 from saferl.oversight import ScriptedOverseer
 from saferl.labels.store import LabelStore
-from saferl.experiment.run import ExperimentConfig, run_experiment
+from saferl.experiment import ExperimentConfig, run_experiment
 from helpers import ACTIONS, PONG, last_json, once, saferl
 
 CUT = BLOCK_BELOW + 6  # the planted Blocker sees no state whose paddle bottom is below this row

@@ -20,7 +20,7 @@ from saferl.oversight.envs import make_agent_env
 from saferl.errors import SaferlError
 from saferl.games import get_game
 from saferl.registry import make_overseer
-from saferl.experiment.run import ExperimentConfig, run_experiment
+from saferl.experiment import ExperimentConfig, run_experiment
 
 PONG = get_game("pong")
 STOP_AT = 200  # the run is interrupted here, between its checkpoints at 100 and 300

@@ -11,7 +11,7 @@ from saferl.oversight import ScriptedOverseer, StepContext
 from saferl.registry import make_overseer
 from saferl.blocker.deferring import DeferralConfig, DeferringOverseer, sketch
 from saferl.labels.store import LabelStore
-from saferl.experiment.run import ExperimentConfig, run_experiment
+from saferl.experiment import ExperimentConfig, run_experiment
 from helpers import last_json, saferl
 
 PONG = get_game("pong")

@@ -21,7 +21,7 @@ from saferl.env.ground_truth import GroundTruthWrapper
 from saferl.oversight import StepContext
 from saferl.labels.store import LabelStore
 from saferl.oversight.vec_wrapper import VecOversight
-from saferl.experiment.run import ExperimentConfig
+from saferl.experiment import ExperimentConfig
 
 PONG = get_game("pong")
 PACE = 20  # ms: tests never wait for a person

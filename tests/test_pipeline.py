@@ -11,7 +11,7 @@ import time
 
 from saferl.cli import main
 from saferl.labels.store import LabelStore
-from saferl.experiment.run import ExperimentConfig, run_experiment
+from saferl.experiment import ExperimentConfig, run_experiment
 
 TINY = {"n_envs": 8, "buffer_size": 2000, "learning_starts": 200, "exploration_fraction": 1.0}
 CUT = {"max_num_frames_per_episode": 320}  # 80 agent steps: episodes end inside the budget

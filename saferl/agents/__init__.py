@@ -34,4 +34,14 @@ def make_agent(name: str, game: Game, total_steps: int, spec: OversightSpec, see
                     log_dir=log_dir, env_kwargs=env_kwargs)
 
 
-__all__ = ["AGENTS", "Agent", "OversightSpec", "label_stores", "load_hyperparams", "make_agent"]
+def discard_resume_state(folder: str | Path) -> None:
+    """Delete, from an agent checkpoint ``folder`` (searched recursively), what only resuming needs (SB3's replay
+    buffer), keeping the weights: a finished run's checkpoint stays loadable and becomes smaller."""
+    from saferl.agents.sb3_agent import REPLAY_FILE
+
+    for replay in Path(folder).rglob(REPLAY_FILE):
+        replay.unlink()
+
+
+__all__ = ["AGENTS", "Agent", "OversightSpec", "discard_resume_state", "label_stores", "load_hyperparams",
+           "make_agent"]

@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from saferl.errors import SaferlError
-from saferl.files import write_json
-from saferl.experiment.run import SUMMARY_FILE, ExperimentConfig, Run, load_config_file, prepare_experiment, run_folder
+from saferl.experiment.config import ExperimentConfig, load_config_file, prepare_experiment
+from saferl.experiment.run import SUMMARY_FILE, Run, run_folder
 from saferl.experiment.stats import bootstrap_ci, iqm
+from saferl.files import write_json
 
 GRID_KEYS = ("game", "agent", "conditions", "seeds")
 AGGREGATED = ("catastrophes", "catastrophes_after_human", "false_negatives", "human_labels", "mean_return")

@@ -1,0 +1,40 @@
+"""The CSV tables a run writes as it goes: ``episodes.csv`` (one row per episode) and ``curve.csv`` (the counted
+figures every so many steps)."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from saferl.oversight.metrics import EPISODE_FIELDS
+
+EPISODE_COLUMNS = (*EPISODE_FIELDS, "phase", "step", "frames")
+CURVE_COLUMNS = ("step", "frames", "phase", "catastrophes", "catastrophes_on_blocks", "blocks", "false_negatives",
+                 "false_positives", "labels", "human_seconds")
+
+
+class Table:
+    """A CSV file appended row by row and flushed, truncated to ``rows`` rows when a run resumes."""
+
+    def __init__(self, path: Path, columns: Sequence[str], rows: int = 0) -> None:
+        self.path, self.columns, self.rows = path, tuple(columns), 0
+        kept: list[str] = []
+        if rows and path.exists():
+            kept = path.read_text().splitlines()[1:rows + 1]
+        with path.open("w", newline="") as file:
+            file.write(",".join(self.columns) + "\n" + "".join(line + "\n" for line in kept))
+        self.rows = len(kept)
+        self._file = path.open("a", newline="")
+        self._writer = csv.DictWriter(self._file, fieldnames=self.columns, extrasaction="ignore")
+
+    def write(self, row: dict[str, Any]) -> None:
+        """Append ``row`` (its keys beyond the columns are ignored) and flush it."""
+        self._writer.writerow(row)
+        self._file.flush()
+        self.rows += 1
+
+    def close(self) -> None:
+        """Close the file."""
+        self._file.close()
