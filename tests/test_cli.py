@@ -89,7 +89,8 @@ def test_labels_of_a_missing_or_truncated_store_exits_2_with_the_file_named(tmp_
 
 
 def test_an_overseer_given_on_the_command_line_drops_the_files_options_for_its_own():
-    from saferl.cli import build_parser, experiment_data
+    from saferl.cli import build_parser
+    from saferl.cli.experiment import experiment_data
 
     config = Path(__file__).resolve().parent.parent / "experiments" / "space_invaders_deferring.yml"
 

@@ -1,0 +1,7 @@
+"""``python -m saferl.cli``: the ``saferl`` command."""
+
+import sys
+
+from saferl.cli import main
+
+sys.exit(main())
