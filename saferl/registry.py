@@ -57,9 +57,8 @@ def check_overseer(name: str, game: str, options: dict[str, Any]) -> None:
     """Build (and close) the overseer ``name`` with ``options`` once, so that a wrong name or option fails before any
     work; nothing is shown (a person's window opens on its first frame)."""
     overseer = make_overseer(name, seed=0, game=game, **dict(options))
-    close = getattr(overseer, "close", None)
-    if close is not None:
-        close()
+    if overseer is not None:
+        overseer.close()
 
 
 def _blocker_overseer(folder: str, game: str | None) -> Overseer:

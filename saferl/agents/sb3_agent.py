@@ -255,19 +255,17 @@ class SB3Agent:
         overseer = make_overseer(spec.overseer, seed=self.seed, game=self.game.name, **spec.options)
         if spec.label_dir is not None:
             self._store = LabelStore.open_or_create(spec.label_dir, self.game.name, game_action_names(self.game))
-        if hasattr(overseer, "label_store"):  # the human overseer relabels its stored blocks on undo; the deferring
-            overseer.label_store = self._store  # one recalls a resumed run's labels
+        if overseer is not None:  # the human overseer relabels its stored blocks on undo; the deferring one recalls
+            overseer.label_store = self._store  # a resumed run's labels
         return overseer, self._store
 
     def _close_overseer(self) -> None:
         """Close the overseer's window, if it has one (the human overseer's)."""
-        close = getattr(self.oversight.overseer, "close", None)
-        if close is not None:
-            close()
+        if self.oversight.overseer is not None:
+            self.oversight.overseer.close()
 
     def overseer_stats(self) -> dict[str, Any]:
-        stats = getattr(self.oversight.overseer, "stats", None)
-        return dict(stats()) if stats is not None else {}
+        return dict(self.oversight.overseer.stats()) if self.oversight.overseer is not None else {}
 
     def set_oversight(self, spec: OversightSpec) -> None:
         self._close_overseer()

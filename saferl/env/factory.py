@@ -13,7 +13,7 @@ from saferl.games import Game
 
 def needs_frames(overseer: Any | None, label_store: Any | None, with_frame: bool = False) -> bool:
     """Whether envs must snapshot RGB frames: asked for, stored as labels, or read by the overseer."""
-    return with_frame or label_store is not None or "frame" in getattr(overseer, "requires", ())
+    return with_frame or label_store is not None or (overseer is not None and "frame" in overseer.requires)
 
 
 BACKENDS = ("dummy", "subproc", "shared")
@@ -23,7 +23,7 @@ def choose_backend(n_envs: int, overseer: Any | None, backend: str | None = None
     """The vec env backend for :func:`make_raw_vec_env` (None: ``shared`` for more than one env unless the overseer
     simulates the envs, else ``dummy``); a clear error for a bad name."""
     if backend is None:
-        simulates = "emulator" in getattr(overseer, "requires", ())
+        simulates = overseer is not None and "emulator" in overseer.requires
         return "shared" if n_envs > 1 and not simulates else "dummy"
     if backend not in BACKENDS:
         raise SaferlError(f"unknown vec env backend {backend!r}: choose one of {', '.join(BACKENDS)}")

@@ -56,7 +56,8 @@ class BatchOversight:
 
     def _keep_recent(self) -> None:
         """Make room for each env's last unlabelled decisions, as many as the overseer's ``hindsight``."""
-        self._recent = [deque(maxlen=getattr(self.overseer, "hindsight", 0)) for _ in range(self.n_envs)]
+        hindsight = self.overseer.hindsight if self.overseer is not None else 0
+        self._recent = [deque(maxlen=hindsight) for _ in range(self.n_envs)]
 
     def set_overseer(self, overseer: Overseer | None, mode: Mode | str | None = None,
                      label_store: Any | None = None) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Protocol, Sequence, runtime_checkable
+from typing import Any, Protocol, Sequence, runtime_checkable
 
 from saferl.games import Game, GameState
 from saferl.env.emulator import Emulator
@@ -55,10 +55,16 @@ class StepContext:
 
 @runtime_checkable
 class Overseer(Protocol):
-    """Reviews proposed actions. ``requires`` names what contexts must carry: ``frame``, ``emulator``."""
+    """Reviews proposed actions. ``requires`` names what contexts must carry: ``frame``, ``emulator``.
+
+    ``hindsight`` (N >= 0): after a catastrophe, the oversight asks :meth:`review_hindsight` about the env's last N
+    decisions that were not labels. :class:`BaseOverseer` gives every hook a default that does nothing.
+    """
 
     name: str
     requires: frozenset[str]
+    hindsight: int
+    label_store: Any
 
     def review(self, context: StepContext, action: int) -> Decision:
         """Decide on one proposed action."""
@@ -68,15 +74,46 @@ class Overseer(Protocol):
         """Decide on a batch of proposed actions (one per vectorized env)."""
         ...
 
+    def review_hindsight(self, contexts: Sequence[StepContext], actions: Sequence[int]) -> list[Decision]:
+        """Answer, after a catastrophe, about earlier decisions this overseer took itself."""
+        ...
+
+    def prefetch(self, contexts: Sequence[StepContext]) -> None:
+        """Start on the contexts reviewed next, while the agent chooses its actions."""
+        ...
+
+    def stats(self) -> dict[str, Any]:
+        """What the overseer tells of its work (reported with the run)."""
+        ...
+
+    def close(self) -> None:
+        """Release what the overseer holds (threads, windows)."""
+        ...
+
 
 class BaseOverseer:
-    """Convenience base: ``review_batch`` loops over ``review``; batched overseers override it."""
+    """Convenience base: ``review_batch`` loops over ``review`` (batched overseers override it), and the optional
+    hooks do nothing: no hindsight, no prefetch, no stats, nothing to close."""
 
     name: str = "overseer"
     requires: frozenset[str] = frozenset()
+    hindsight: int = 0
+    label_store: Any = None  # where its decisions are stored, for overseers that read them back (undo, resume)
 
     def review(self, context: StepContext, action: int) -> Decision:
         raise NotImplementedError
 
     def review_batch(self, contexts: Sequence[StepContext], actions: Sequence[int]) -> list[Decision]:
         return [self.review(context, int(action)) for context, action in zip(contexts, actions)]
+
+    def review_hindsight(self, contexts: Sequence[StepContext], actions: Sequence[int]) -> list[Decision]:
+        return []
+
+    def prefetch(self, contexts: Sequence[StepContext]) -> None:
+        return None
+
+    def stats(self) -> dict[str, Any]:
+        return {}
+
+    def close(self) -> None:
+        return None

@@ -45,7 +45,7 @@ class VecOversight(VecEnvWrapper):
     ) -> None:
         super().__init__(venv)
         self.game = game
-        requires = getattr(overseer, "requires", frozenset())
+        requires = overseer.requires if overseer is not None else frozenset()
         if "emulator" in requires and not isinstance(venv, DummyVecEnv):
             raise SaferlError(
                 f"the {overseer.name} overseer simulates the envs, so they must run in this process: use DummyVecEnv "
@@ -72,7 +72,7 @@ class VecOversight(VecEnvWrapper):
         Open episodes, their contexts and the counters go on; ``mode`` (None: keep) and ``label_store``
         (None: store no more labels) apply to the new overseer's decisions.
         """
-        requires = getattr(overseer, "requires", frozenset())
+        requires = overseer.requires if overseer is not None else frozenset()
         if "emulator" in requires and self.oversight.emulators is None:
             raise SaferlError(f"the {overseer.name} overseer simulates the envs: build them with it from the start")
         contexts = self.oversight.contexts
@@ -87,10 +87,9 @@ class VecOversight(VecEnvWrapper):
         Only when the envs step in other processes, whose cores are idle while the agent chooses: with
         in-process envs the background thread slowed DQN on 1 env, while on SharedMemoryVecEnv it sped up DQN on
         4 envs and PPO on 8 (``python bench/run.py``)."""
-        prefetch = getattr(self.overseer, "prefetch", None)
         contexts = self.oversight.contexts
-        if prefetch is not None and contexts and contexts[0] is not None and not isinstance(self.venv, DummyVecEnv):
-            prefetch(contexts)
+        if self.overseer is not None and contexts[0] is not None and not isinstance(self.venv, DummyVecEnv):
+            self.overseer.prefetch(contexts)
 
     @property
     def counters(self) -> SafetyCounters:
