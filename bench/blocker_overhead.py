@@ -18,16 +18,16 @@ import argparse
 import json
 import statistics
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
-
 from sidebyside import load_or_untrained_blocker
 
 from saferl.blocker import BlockerOverseer
-from saferl.oversight.envs import make_vec_env
 from saferl.games import get_game
 from saferl.oversight import BaseOverseer, Decision, StepContext
+from saferl.oversight.envs import make_vec_env
 
 N_ENVS = 8
 

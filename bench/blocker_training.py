@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
-
 from sidebyside import bench_parser, interleaved, print_json, ratio
 
 N_ENVS = 8
@@ -31,9 +31,9 @@ TIMED_LABELS = 1600  # training examples per throughput measurement
 def record_labels(game: Any, folder: Path, labels: int, seed: int = 0) -> Path:
     """About ``labels`` labels of random play under the scripted overseer, in a label store at ``folder``."""
     from saferl.env.ale import game_action_names
-    from saferl.oversight.envs import make_vec_env
-    from saferl.oversight import ScriptedOverseer
     from saferl.labels.store import LabelStore
+    from saferl.oversight import ScriptedOverseer
+    from saferl.oversight.envs import make_vec_env
 
     with LabelStore.create(folder, game.name, game_action_names(game)) as store:
         venv = make_vec_env(game, N_ENVS, overseer=ScriptedOverseer(seed=seed), label_store=store, seed=seed,

@@ -13,8 +13,8 @@ sees them (84x84 gray, the last 4 stacked):
 
 All are built first, then measured in interleaved rounds; medians are reported with their ratios
 to ``async_atari_wrapper`` and ``cpp_vector``, and the CPU time per step of the bench process and
-its workers together (what the envs cost, whatever share of the cores a busy machine gives them). The Blocker is ``--blocker DIR`` or an untrained one of
-the game's size that never blocks (the review's cost only).
+its workers together (what the envs cost, whatever share of the cores a busy machine gives them). The
+Blocker is ``--blocker DIR`` or an untrained one of the game's size that never blocks (the review's cost only).
 
     python bench/env_speed.py --game pong [--blocker DIR] [--workers 1,4] [--json]
 """
@@ -22,12 +22,12 @@ the game's size that never blocks (the review's cost only).
 from __future__ import annotations
 
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
-
 from sidebyside import bench_parser, interleaved, load_or_untrained_blocker, print_json, rate, ratio
 
 N_ENVS = 8

@@ -15,16 +15,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from sidebyside import print_figures
 
 from saferl.agents import OversightSpec, make_agent
 from saferl.blocker import TrainConfig, fit_blocker
 from saferl.env.ale import game_action_names
-from saferl.oversight.envs import make_vec_env
 from saferl.games import get_game
-from saferl.oversight import ScriptedOverseer
 from saferl.labels.store import LabelStore
+from saferl.oversight import ScriptedOverseer
+from saferl.oversight.envs import make_vec_env
 
 AGENT_PARAMS = {
     "dqn": {"n_envs": 8, "buffer_size": 20000, "learning_starts": 1000, "train_freq": 4},

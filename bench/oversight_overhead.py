@@ -11,14 +11,14 @@ import argparse
 import json
 import statistics
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import gymnasium as gym
 import numpy as np
 
 from saferl.env.ale import make_ale_env
-from saferl.oversight.envs import make_overseen_env
 from saferl.games import get_game
+from saferl.oversight.envs import make_overseen_env
 from saferl.registry import make_overseer
 
 

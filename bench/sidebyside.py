@@ -10,7 +10,8 @@ import argparse
 import json
 import statistics
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 
 def bench_parser(doc: str, rounds: int = 3) -> argparse.ArgumentParser:

@@ -23,9 +23,11 @@ from __future__ import annotations
 
 import statistics
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from sidebyside import bench_parser, interleaved, print_json, rate, ratio
+
 
 def sizes(algorithm: str, scale: float) -> tuple[dict[str, Any], int, int]:
     """Hyperparameter overrides, warm-up steps and measured steps per round, at ``scale`` (1: DQN learns from
@@ -95,7 +97,7 @@ def measure(blocker: str, game_name: str = "pong", algorithms: tuple[str, ...] =
         acting: dict[str, list[float]] = {name: [] for name in agents}
         clocks = {name: ActingClock(agent.model) for name, agent in agents.items()}
 
-        def measure_round(name: str) -> float:
+        def measure_round(name: str, agents=agents, clocks=clocks, steps=steps, cpu=cpu, acting=acting) -> float:
             agent, clock = agents[name], clocks[name]
             first, seconds = agent.num_timesteps, clock.seconds
             result = fps(agent, steps, cpu[name])

@@ -23,14 +23,13 @@ from typing import Any
 
 import numpy as np
 import pygame
-
 from sidebyside import print_figures
 
-from saferl.oversight.envs import make_overseen_env
 from saferl.games import get_game
 from saferl.human_ui import HumanOverseer, Window, load_advisor
 from saferl.human_ui.keys import LIVE_LEGEND
 from saferl.human_ui.window import TEXT
+from saferl.oversight.envs import make_overseen_env
 
 PONG = get_game("pong")
 DOWN = 3  # LEFT moves Pong's right paddle down

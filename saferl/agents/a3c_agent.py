@@ -7,18 +7,19 @@ cannot be shared across processes.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import gymnasium as gym
 
 from saferl.agents.a3c import A3C, A3CConfig
 from saferl.agents.base import OversightSpec
-from saferl.oversight.envs import make_agent_env
 from saferl.games import Game, get_game
-from saferl.registry import make_overseer
+from saferl.oversight.envs import make_agent_env
 from saferl.oversight.metrics import SafetyCounters
+from saferl.registry import make_overseer
 
 A3C_KEYS = {name for name in A3CConfig.__dataclass_fields__} - {"seed", "device"}
 

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import zipfile
 import zlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -26,18 +27,18 @@ from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.vec_env import VecFrameStack
 
+from saferl.agents import sb3_internals
 from saferl.agents.base import OversightSpec
 from saferl.device import resolve_device
 from saferl.env.ale import game_action_names
-from saferl.oversight.envs import make_vec_env
-from saferl.agents import sb3_internals
 from saferl.errors import SaferlError
 from saferl.files import write_json
 from saferl.games import Game
-from saferl.registry import make_overseer
 from saferl.labels.store import LabelStore
+from saferl.oversight.envs import make_vec_env
 from saferl.oversight.metrics import SafetyCounters
 from saferl.oversight.vec_wrapper import VecOversight
+from saferl.registry import make_overseer
 from saferl.schema import Strict, read_json, validate
 
 ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"dqn": DQN, "a2c": A2C, "ppo": PPO}

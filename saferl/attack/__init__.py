@@ -12,8 +12,9 @@ Catastrophes are judged by the game's ground truth, never by the Blocker.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from saferl.errors import SaferlError
 from saferl.files import writable_dir

@@ -11,7 +11,8 @@ threshold. A flip is a false negative in the making: the same state, a few pixel
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch

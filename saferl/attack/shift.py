@@ -16,17 +16,18 @@ Each policy plays ``steps`` agent steps in envs the Blocker oversees (``replace`
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 from stable_baselines3.common.vec_env import VecFrameStack, VecTransposeImage
 
-from saferl.attack.rollout import MethodResult, overseen_envs, train_ppo
 from saferl.agents.sb3_agent import STATE_FILE, read_metadata
+from saferl.attack.rollout import MethodResult, overseen_envs, train_ppo
 from saferl.errors import SaferlError
-from saferl.schema import read_json
 from saferl.games import Game
+from saferl.schema import read_json
 
 HOLDS = (1, 4, 16)
 SB3_AGENTS = ("dqn", "a2c", "ppo")
@@ -117,7 +118,8 @@ def shift(scorer: Any, game: Game, steps: int, seed: int = 0, n_envs: int = 8, m
         trainer.close()
         recorder = overseen_envs(scorer, game, f"PPO seed {seed + 1 + k}, {train_steps:,} steps", n_envs, seed,
                                  max_findings, steps=steps, progress=progress)
-        roll_out(VecFrameStack(recorder, 4), lambda obs: model.predict(obs, deterministic=False)[0], steps)
+        roll_out(VecFrameStack(recorder, 4), lambda obs, model=model: model.predict(obs, deterministic=False)[0],
+                 steps)
         results.append(recorder.result("shift"))
         recorder.close()
     return results

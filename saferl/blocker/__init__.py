@@ -15,15 +15,23 @@
 
 from __future__ import annotations
 
-from saferl.blocker.data import (BlockerData, Folds, Preprocessing, Split, default_preprocessing, fold_by_episode,
-                                 load_labels, split_by_episode)
+from saferl.blocker.data import (
+                                 BlockerData,
+                                 Folds,
+                                 Preprocessing,
+                                 Split,
+                                 default_preprocessing,
+                                 fold_by_episode,
+                                 load_labels,
+                                 split_by_episode,
+)
 from saferl.blocker.ensemble import Ensemble, load_ensemble, save_ensemble, train_ensemble
 from saferl.blocker.evaluate import EvalResult, evaluate_blocker
+from saferl.blocker.fit import FitResult, fit_blocker
 from saferl.blocker.io import load_blocker, save_blocker
 from saferl.blocker.model import Blocker, BlockerNet, ModelConfig, default_model_config, new_blocker
 from saferl.blocker.overseer import BlockerOverseer
 from saferl.blocker.threshold import Evaluation, evaluate, roc_auc, zero_fn_threshold
-from saferl.blocker.fit import FitResult, fit_blocker
 from saferl.blocker.train import TrainConfig, train_net
 
 __all__ = [

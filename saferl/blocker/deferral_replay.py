@@ -16,16 +16,17 @@ runs of issue 6 with the settings of their deferring runs gave, per 2,000 decisi
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
+from saferl.blocker.deferring import DeferralConfig, DeferringOverseer
 from saferl.errors import SaferlError
 from saferl.games import GameState, get_game
-from saferl.oversight.decision import BaseOverseer, Decision, StepContext
-from saferl.blocker.deferring import DeferralConfig, DeferringOverseer
 from saferl.labels.store import LabelStore
+from saferl.oversight.decision import BaseOverseer, Decision, StepContext
 
 WINDOW = 2000
 """Decisions per window of the asked share's course."""

@@ -24,8 +24,15 @@ from saferl.blocker.novelty import Novelty, novelty_from_arrays
 from saferl.blocker.threshold import zero_fn_threshold
 from saferl.blocker.train import TrainConfig, example_logits, train_net
 from saferl.errors import SaferlError
-from saferl.files import atomic_path, check_digest, load_safetensors, read_format_json, sha256_file, with_digest, \
-    write_json
+from saferl.files import (
+    atomic_path,
+    check_digest,
+    load_safetensors,
+    read_format_json,
+    sha256_file,
+    with_digest,
+    write_json,
+)
 from saferl.schema import Strict, validate
 
 ENSEMBLE = "ensemble.json"

@@ -23,8 +23,15 @@ import saferl
 from saferl.blocker.data import INTERPOLATIONS, Preprocessing
 from saferl.blocker.model import Blocker, ModelConfig, new_blocker
 from saferl.errors import SaferlError
-from saferl.files import atomic_path, check_digest, load_safetensors, read_format_json, sha256_file, with_digest, \
-    write_json
+from saferl.files import (
+    atomic_path,
+    check_digest,
+    load_safetensors,
+    read_format_json,
+    sha256_file,
+    with_digest,
+    write_json,
+)
 from saferl.schema import Strict, validate
 
 WEIGHTS = "blocker.safetensors"

@@ -25,8 +25,8 @@ neighbours in 32 principal components) let 15-873 of those through, depending on
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 

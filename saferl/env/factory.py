@@ -11,6 +11,7 @@ from saferl.env.ale import make_ale_env
 from saferl.errors import SaferlError
 from saferl.games import Game
 
+
 def needs_frames(overseer: Any | None, label_store: Any | None, with_frame: bool = False) -> bool:
     """Whether envs must snapshot RGB frames: asked for, stored as labels, or read by the overseer."""
     return with_frame or label_store is not None or (overseer is not None and "frame" in overseer.requires)
@@ -33,7 +34,8 @@ def choose_backend(n_envs: int, overseer: Any | None, backend: str | None = None
 def make_raw_vec_env(game: Game, n_envs: int, seed: int, with_frame: bool, preprocess: bool, backend: str,
                      **overrides: Any) -> Any:
     """``n_envs`` envs of ``game`` with ground truth, as an SB3 VecEnv on ``backend`` (see :data:`BACKENDS`), seeded
-    ``seed``, ``seed + 1``, ...; with ``preprocess`` they show the agent's 84x84 gray view (:mod:`saferl.env.agent_view`), and with ``with_frame`` each step's RGB frame rides in ``info``."""
+    ``seed``, ``seed + 1``, ...; with ``preprocess`` they show the agent's 84x84 gray view
+    (:mod:`saferl.env.agent_view`), and with ``with_frame`` each step's RGB frame rides in ``info``."""
     from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 
     from saferl.env.agent_view import AgentView

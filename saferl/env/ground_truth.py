@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any, SupportsFloat
 
 import gymnasium as gym
-from saferl.games import Game, GameState
+
 from saferl.env.emulator import find_emulator
+from saferl.games import Game, GameState
 
 HOLD = -1
 """The action that leaves the env where it is (action pruning): the last observation comes back."""

@@ -24,15 +24,16 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import sys
+from collections.abc import Sequence
 from multiprocessing.connection import Connection
-from typing import Any, Sequence
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices, VecEnvObs, VecEnvStepReturn
 
-from saferl.games import GameState
 from saferl.env.vec_worker import EnvBlock, EnvRecipe, fields_of, nbytes, run_worker, views
+from saferl.games import GameState
 
 LOCAL = -1
 """The owner of the envs this process steps itself."""

@@ -17,7 +17,6 @@ from saferl.env.agent_view import AGENT_SCREEN, agent_screen
 from saferl.env.ground_truth import HOLD
 from saferl.games import Game, GameState
 
-
 SCREEN = (210, 160)
 """The ALE screen's rows and columns (the same for every Atari 2600 game)."""
 

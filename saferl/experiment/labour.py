@@ -13,7 +13,8 @@ frame, is assumed.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 FRAMES = 100_000_000
 ASSUMED_SECONDS = 0.5

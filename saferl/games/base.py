@@ -7,8 +7,9 @@ store and the UI without hidden state.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -27,7 +28,7 @@ class GameState:
     frame: np.ndarray | None = None
 
     @classmethod
-    def from_ale(cls, ale: Any, with_frame: bool = False) -> "GameState":
+    def from_ale(cls, ale: Any, with_frame: bool = False) -> GameState:
         """Read a snapshot from an ``ale_py.ALEInterface`` (copies, so later steps do not change it)."""
         return cls(
             ram=np.array(ale.getRAM(), dtype=np.uint8),

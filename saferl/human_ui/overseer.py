@@ -17,9 +17,10 @@ import math
 import os
 import time
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
-from typing import Any, Sequence
+from functools import cache
+from typing import Any
 
 import numpy as np
 
@@ -274,7 +275,7 @@ def _cycle(choice: int | None, n_actions: int, step: int) -> int | None:
     return options[(options.index(choice) + step) % len(options)]
 
 
-@lru_cache(maxsize=None)
+@cache
 def _names(game: str) -> list[str]:
     from saferl.env.ale import game_action_names
     from saferl.games import get_game

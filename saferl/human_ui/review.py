@@ -16,11 +16,11 @@ from typing import Any
 
 import numpy as np
 
+from saferl.env.ground_truth import HOLD
 from saferl.errors import SaferlError
 from saferl.games import get_game
 from saferl.human_ui.keys import REVIEW_KEYS, REVIEW_LEGEND, Command, command_of
 from saferl.human_ui.window import ALLOW, BLOCK, DEFAULT_SCALE, DIM, NOTE, TEXT, Line, Window
-from saferl.env.ground_truth import HOLD
 from saferl.labels.store import LabelStore
 
 REVIEWER = "review"

@@ -22,7 +22,7 @@ import zlib
 from array import array
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -118,7 +118,7 @@ class LabelStore:
         file = store_file(path)
         header = {"format": "saferl-labels", "game": game, "action_names": [str(a) for a in action_names],
                   "frame_shape": [int(n) for n in frame_shape], "frame_codec": FRAME_CODEC,
-                  "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                  "created": datetime.now(UTC).isoformat(timespec="seconds"),
                   "saferl_version": saferl.__version__}
         with as_store_error():
             validate(StoreHeader, header, f"cannot create a label store at {file}",

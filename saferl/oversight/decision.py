@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, Sequence, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
-from saferl.games import Game, GameState
 from saferl.env.emulator import Emulator
+from saferl.games import Game, GameState
 
 
 @dataclass(frozen=True)

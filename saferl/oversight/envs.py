@@ -7,9 +7,9 @@ from typing import Any
 
 import gymnasium as gym
 
+from saferl.env.agent_view import AgentView
 from saferl.env.ale import make_ale_env
 from saferl.env.factory import choose_backend, make_raw_vec_env, needs_frames
-from saferl.env.agent_view import AgentView
 from saferl.env.ground_truth import GroundTruthWrapper
 from saferl.games import Game
 
@@ -63,7 +63,6 @@ def make_vec_env(
     label_store: Any | None = None,
     seed: int = 0,
     with_frame: bool = False,
-    subprocess: bool = False,
     preprocess: bool = True,
     first_episode: int = 0,
     backend: str | None = None,
@@ -79,12 +78,12 @@ def make_vec_env(
     overseer does not simulate them, else ``dummy``: in 6 runs of ``python bench/env_speed.py``, 8 Pong
     envs on 2 cores busy with other work stepped 1.06-1.32x as fast on ``shared`` as on ``dummy`` and
     1.04-1.66x as fast as on ``subproc``, with less CPU per step than either (``dummy`` steps every
-    env on one core, ``shared`` on all of them). ``subprocess=True`` is ``backend="subproc"``.
+    env on one core, ``shared`` on all of them).
     """
     from saferl.oversight.vec_wrapper import VecOversight
 
     needs_frame = needs_frames(overseer, label_store, with_frame)
-    backend = choose_backend(n_envs, overseer, backend or ("subproc" if subprocess else None))
+    backend = choose_backend(n_envs, overseer, backend)
     venv = make_raw_vec_env(game, n_envs, seed, needs_frame, preprocess, backend, **overrides)
     try:
         return VecOversight(venv, game, overseer, mode=mode, penalty=penalty, label_store=label_store,

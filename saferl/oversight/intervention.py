@@ -9,13 +9,14 @@ step the env and returns the same observation with the penalty, so the agent pic
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from enum import Enum
-from typing import Any, Sequence
+from typing import Any
 
+from saferl.env.ground_truth import HOLD
 from saferl.errors import SaferlError
 from saferl.games import GameState
 from saferl.oversight.decision import Decision, StepContext
-from saferl.env.ground_truth import HOLD
 from saferl.oversight.metrics import Outcome, SafetyCounters
 
 
@@ -28,7 +29,7 @@ class Mode(str, Enum):
     OBSERVE = "observe"
 
     @classmethod
-    def parse(cls, value: "str | Mode") -> "Mode":
+    def parse(cls, value: str | Mode) -> Mode:
         """The mode named ``value``; a clear error lists the choices."""
         try:
             return cls(value)

@@ -6,8 +6,10 @@ serve the wrappers, the CLI and the SB3 callback that logs them under ``safety/`
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
+
 
 @dataclass(frozen=True)
 class Outcome:

@@ -8,13 +8,13 @@ import numpy as np
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecEnvWrapper
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvObs, VecEnvStepReturn
 
+from saferl.env.shared_vec_env import SharedMemoryVecEnv
 from saferl.errors import SaferlError
 from saferl.games import Game
 from saferl.oversight.batch import BatchOversight
 from saferl.oversight.decision import Overseer, StepContext
 from saferl.oversight.intervention import Intervention, Mode
 from saferl.oversight.metrics import SafetyCounters
-from saferl.env.shared_vec_env import SharedMemoryVecEnv
 
 
 class VecOversight(VecEnvWrapper):
