@@ -46,9 +46,9 @@ def experiment_data(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_experiment(args: argparse.Namespace) -> int:
+    from saferl.errors import OversightQuit
     from saferl.experiment.config import ExperimentConfig
     from saferl.experiment.pool import run_experiment
-    from saferl.human_ui import OversightQuit
 
     if args.resume and (args.out or args.config):
         raise SaferlError("--resume RUN_DIR continues a run folder with its saved config: give no --out or --config")

@@ -30,8 +30,8 @@ def oversee(game: str, overseer: str = "scripted", policy: str = "random", mode:
 
     from saferl.env.ale import action_names, game_action_names
     from saferl.env.policies import make_policy
+    from saferl.errors import OversightQuit
     from saferl.games import get_game
-    from saferl.human_ui import OversightQuit
     from saferl.oversight.envs import make_overseen_env
     from saferl.oversight.intervention import Mode
     from saferl.oversight.metrics import block_rate

@@ -6,13 +6,7 @@ from enum import Enum
 
 import pygame
 
-
-class OversightQuit(KeyboardInterrupt):
-    """The person quit the oversight window (Esc or closing it).
-
-    A KeyboardInterrupt, so whatever saves on Ctrl-C saves on quit too (the experiment pipeline's
-    checkpoint); ``saferl oversee`` and ``saferl experiment`` catch it and end cleanly.
-    """
+from saferl.errors import OversightQuit  # noqa: F401 (raised here; defined with saferl's errors)
 
 
 class Command(str, Enum):
