@@ -35,3 +35,13 @@ def trained(shared, labels):
 
     out = once(shared / "blocker-pong", build)
     return out, json.loads((out / "train.json").read_text())
+
+
+BUILT_ONCE = {"labels", "trained"}
+
+
+def pytest_collection_modifyitems(items):
+    """A test that needs the session's labels or Blocker is slow: building them takes a minute or more."""
+    for item in items:
+        if BUILT_ONCE & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

@@ -6,20 +6,22 @@ import json
 import multiprocessing
 import pickle
 import signal
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import pytest
 import torch
 
-from saferl.agents.a3c import A3C, A3CConfig
-from saferl.oversight.envs import make_agent_env
+from saferl.agents.a3c import A3C, A3CConfig, ActorCritic, SharedAdam
+from saferl.agents.a3c.worker import _train, n_step_returns
 from saferl.errors import SaferlError
 from saferl.games import get_game
+from saferl.oversight.envs import make_agent_env
 from saferl.registry import make_overseer
 
 STEPS = 2_000
@@ -121,6 +123,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
             "optimizer_steps": float(agent.optimizer.steps)}
 
 
+@pytest.mark.slow
 def test_learns_on_pong_under_scripted_oversight(trained: dict[str, Any]) -> None:
     totals = trained["totals"]
     assert trained["num_timesteps"] == STEPS  # the workers reserve steps from one global budget
@@ -136,6 +139,7 @@ def test_learns_on_pong_under_scripted_oversight(trained: dict[str, Any]) -> Non
     assert {row["env_index"] for row in trained["rows"]} == {0, 1}
 
 
+@pytest.mark.slow
 def test_logs_to_tensorboard(trained: dict[str, Any]) -> None:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -147,6 +151,7 @@ def test_logs_to_tensorboard(trained: dict[str, Any]) -> None:
     assert events.Scalars("safety/steps")[-1].value == trained["totals"]["steps"]
 
 
+@pytest.mark.slow
 def test_second_learn_continues_steps_and_counters(trained: dict[str, Any]) -> None:
     agent: A3C = trained["agent"]
     start, totals, n_episodes = agent.num_timesteps, dict(agent.counters.totals), len(agent.counters.episodes)
@@ -162,6 +167,7 @@ def test_second_learn_continues_steps_and_counters(trained: dict[str, Any]) -> N
     assert isinstance(agent.env_factory, PongEnvs) and agent.env_factory.overseer == "none"
 
 
+@pytest.mark.slow
 def test_save_load_round_trip(trained: dict[str, Any], tmp_path: Path) -> None:
     agent: A3C = trained["agent"]
     obs = pong_observations()
@@ -199,6 +205,7 @@ class MakesMarker:
         return open, (str(self.path), "w")
 
 
+@pytest.mark.slow
 def test_load_refuses_a_malicious_pickle_and_missing_files(trained: dict[str, Any], tmp_path: Path) -> None:
     proof = tmp_path / "proof"
     pickle.loads(pickle.dumps(MakesMarker(proof))).close()
@@ -232,6 +239,7 @@ def test_load_refuses_a_malicious_pickle_and_missing_files(trained: dict[str, An
         A3C.load(tmp_path / "nothing-here", PongEnvs())
 
 
+@pytest.mark.slow
 def test_lstm_variant_learns() -> None:
     agent = A3C(PongEnvs("scripted", seed=3), A3CConfig(n_workers=2, n_steps=10, lstm=True, seed=3))
     before = weights(agent)
@@ -248,6 +256,7 @@ def test_lstm_variant_learns() -> None:
     assert actions.shape == (3,) and state[0].shape == (3, 256)
 
 
+@pytest.mark.slow
 def test_worker_error_is_raised_not_hung() -> None:
     agent = A3C(ExplodingPongEnvs(rank=1, after=50), A3CConfig(n_workers=2))
     with deadline(60), pytest.raises(RuntimeError, match="worker 1 failed: the emulator exploded"):
@@ -256,6 +265,7 @@ def test_worker_error_is_raised_not_hung() -> None:
     assert not left, f"workers were left running: {left}"
 
 
+@pytest.mark.slow
 def test_env_that_does_not_fit_the_model_is_a_clear_error() -> None:
     agent = A3C(PongEnvs(), A3CConfig(n_workers=1))
     with deadline(60), pytest.raises(SaferlError, match=r"action space is Discrete\(18\).*Discrete\(6\)"):
@@ -274,3 +284,69 @@ def test_unpicklable_factory_is_refused() -> None:
 def test_config_is_validated(bad: dict[str, Any]) -> None:
     with pytest.raises(SaferlError, match=next(iter(bad))):
         A3CConfig(**bad)
+
+
+def test_n_step_returns_by_hand() -> None:
+    # gamma 0.9, rewards 1, 0, 2, bootstrapped from 0.5: R2 = 2 + 0.45, R1 = 0.9 * 2.45, R0 = 1 + 0.9 * 2.205
+    assert n_step_returns([1.0, 0.0, 2.0], 0.5, 0.9).tolist() == pytest.approx([2.9845, 2.205, 2.45])
+    assert n_step_returns([1.0, 0.0, 2.0], 0.0, 1.0).tolist() == pytest.approx([3.0, 2.0, 2.0])
+    assert n_step_returns([], 0.7, 0.9).tolist() == []
+
+
+class FiveRewards(gym.Env):
+    """A 5-step episode of blank 1x20x20 frames with rewards 1, 0, 2, -1, 3; remembers the actions it was given."""
+
+    observation_space = gym.spaces.Box(0, 255, (1, 20, 20), np.uint8)
+    action_space = gym.spaces.Discrete(3)
+    REWARDS = (1.0, 0.0, 2.0, -1.0, 3.0)
+
+    def __init__(self) -> None:
+        self.actions: list[int] = []  # this episode's
+        self.given: list[int] = []  # all
+
+    def reset(self, *, seed: int | None = None, options: Any = None) -> tuple[np.ndarray, dict]:
+        self.actions = []
+        return np.zeros((1, 20, 20), np.uint8), {}
+
+    def step(self, action: int) -> tuple[np.ndarray, float, bool, bool, dict]:
+        self.actions.append(int(action))
+        self.given.append(int(action))
+        t = len(self.actions) - 1
+        info = {"catastrophe": False, "blocked": False}
+        return np.zeros((1, 20, 20), np.uint8), self.REWARDS[t], t == 4, False, info
+
+
+class Messages(list):
+    put = list.append
+
+
+def test_a_workers_losses_equal_the_hand_computed_ones() -> None:
+    """A network with fixed logits (0, 1, 2) and value 0.5 on every frame, rollouts of 3 steps over a 5-step episode:
+    the first rollout bootstraps from the value 0.5, the second ends at the terminal state (bootstrap 0).
+    policy loss = -sum log pi(a_t) (R_t - V), value loss = 0.5 sum (R_t - V)^2, entropy summed; each reported per step.
+    """
+    torch.manual_seed(0)
+    shared = ActorCritic((1, 20, 20), 3)
+    with torch.no_grad():
+        shared.policy.weight.zero_()
+        shared.policy.bias.copy_(torch.tensor([0.0, 1.0, 2.0]))
+        shared.value.weight.zero_()
+        shared.value.bias.fill_(0.5)
+    config = A3CConfig(n_workers=1, n_steps=3, gamma=0.9, learning_rate=1e-12, entropy_coef=0.01, value_coef=0.5)
+    optimizer = SharedAdam(shared.parameters(), lr=config.learning_rate)
+    env, messages, counter = FiveRewards(), Messages(), multiprocessing.Value("i", 0)
+    _train(0, config, env, shared, optimizer, counter, 5, messages, lambda: False)
+
+    rollouts = [m for m in messages if m["kind"] == "rollout"]
+    assert len(rollouts) == 2 and counter.value == 5 and float(optimizer.steps) == 2
+    log_pi = np.log(np.exp([0.0, 1.0, 2.0]) / np.exp([0.0, 1.0, 2.0]).sum())
+    entropy = -(np.exp(log_pi) * log_pi).sum()
+    # rewards 1, 0, 2 bootstrapped from 0.5: 2 + 0.45, 0.9 * 2.45, 1 + 0.9 * 2.205; then -1, 3 to the end: -1 + 2.7, 3
+    returns = [[2.9845, 2.205, 2.45], [1.7, 3.0]]
+    for rollout, rewards_to_go, actions in zip(rollouts, returns, (env.given[:3], env.given[3:])):
+        advantages = np.array(rewards_to_go) - 0.5
+        n = len(actions)
+        assert rollout["policy_loss"] == pytest.approx(-(log_pi[actions] * advantages).sum() / n, rel=1e-5)
+        assert rollout["value_loss"] == pytest.approx(0.5 * (advantages ** 2).sum() / n, rel=1e-5)
+        assert rollout["entropy"] == pytest.approx(entropy, rel=1e-5)
+    assert rollouts[0]["episode_return"] is None and rollouts[1]["episode_return"] == 5.0

@@ -19,6 +19,7 @@ TINY = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(TINY))
 def test_agent_learns_under_oversight_and_hands_over_without_reset(name, tmp_path):
     torch.set_num_threads(1)
@@ -43,6 +44,7 @@ def test_agent_learns_under_oversight_and_hands_over_without_reset(name, tmp_pat
     agent.close()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["a2c", "ppo"])
 def test_on_policy_agents_train_on_every_rollout_across_stops_with_schedules_over_the_run(name):
     """SB3 drops a rollout that a callback cuts short untrained: a stop (checkpoint, hand-over) must not cost one."""
@@ -58,6 +60,7 @@ def test_on_policy_agents_train_on_every_rollout_across_stops_with_schedules_ove
     agent.close()
 
 
+@pytest.mark.slow
 def test_saved_agent_resumes_with_weights_counters_and_replay_buffer(tmp_path):
     spec = OversightSpec("scripted", "replace")
     agent = make_agent("dqn", PONG, 400, spec, seed=1, hyperparams=TINY["dqn"])
@@ -84,6 +87,7 @@ class _Exploit:
         return (os.system, ("touch /tmp/saferl-agent-pwned",))
 
 
+@pytest.mark.slow
 def test_loading_refuses_a_pickle_in_place_of_the_weights(tmp_path):
     import os
 
@@ -103,6 +107,7 @@ def test_hyperparams_come_from_yaml_with_overrides_and_unknown_agents_are_refuse
         load_hyperparams("sarsa")
 
 
+@pytest.mark.slow
 def test_a3c_agent_labels_per_worker_then_hands_over(tmp_path):
     from saferl.agents import label_stores
 
@@ -121,3 +126,33 @@ def test_a3c_agent_labels_per_worker_then_hands_over(tmp_path):
     agent.learn_until(1200)
     assert agent.counters.totals["steps"] == 1200 and agent.counters.totals["labels"] == 600
     agent.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["a2c", "ppo"])
+def test_on_policy_agents_resume_where_they_stopped(name, tmp_path):
+    """Saved after two rollouts and loaded into an agent of another seed: the steps, weights and optimizer state are
+    the saved ones, and learning goes on from there (one more rollout), not from a fresh start. (The safety counters
+    are the experiment's checkpoint's, see tests/test_pipeline.py.)"""
+    torch.set_num_threads(1)
+    spec = OversightSpec("scripted", "replace")
+    agent = make_agent(name, PONG, 1000, spec, seed=1, hyperparams=TINY[name])
+    rollout = agent.model.n_steps * agent.model.n_envs
+    agent.learn_until(2 * rollout)
+    agent.save(tmp_path / "ck")
+    saved = {key: value.clone() for key, value in agent.model.policy.state_dict().items()}
+    optimizer = agent.model.policy.optimizer.state_dict()
+    again = make_agent(name, PONG, 1000, spec, seed=2, hyperparams=TINY[name])
+    fresh = {key: value.clone() for key, value in again.model.policy.state_dict().items()}
+    assert any(not torch.equal(fresh[key], saved[key]) for key in saved), "another seed starts elsewhere"
+    again.load(tmp_path / "ck")
+    assert again.num_timesteps == 2 * rollout
+    assert all(torch.equal(again.model.policy.state_dict()[key], value) for key, value in saved.items())
+    moments = again.model.policy.optimizer.state_dict()["state"]
+    assert moments and all(torch.equal(moments[k][name_], value) for k, state in optimizer["state"].items()
+                           for name_, value in state.items() if torch.is_tensor(value))
+    again.learn_until(3 * rollout)
+    assert again.num_timesteps == 3 * rollout, "one more rollout, counted on from the checkpoint"
+    assert any(not torch.equal(again.model.policy.state_dict()[key], saved[key]) for key in saved), "it trained on"
+    agent.close()
+    again.close()

@@ -13,17 +13,17 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import ACTIONS, PONG, last_json, once, saferl
 from saferl.attack import attack_blocker
 from saferl.attack.perturb import attack, flips, logit_function
 from saferl.blocker import load_labels, save_ensemble
-from saferl.blocker.ensemble import load_scorer
 from saferl.blocker.data import to_float
-from saferl.oversight.envs import make_vec_env
-from saferl.games.pong import BLOCK_BELOW, paddle_bottom
-from saferl.oversight import ScriptedOverseer
-from saferl.labels.store import LabelStore
+from saferl.blocker.ensemble import load_scorer
 from saferl.experiment import ExperimentConfig, run_experiment
-from helpers import ACTIONS, PONG, last_json, once, saferl
+from saferl.games.pong import BLOCK_BELOW, paddle_bottom
+from saferl.labels.store import LabelStore
+from saferl.oversight import ScriptedOverseer
+from saferl.oversight.envs import make_vec_env
 
 CUT = BLOCK_BELOW + 6  # the planted Blocker sees no state whose paddle bottom is below this row
 PADDLE = np.array([92, 186, 92], np.uint8)
@@ -73,6 +73,7 @@ def paddle_bottom_in_frame(frame):
     return int(rows.max()) + 34 if len(rows) else -1
 
 
+@pytest.mark.slow
 def test_shift_finds_the_states_a_blind_blocker_never_saw_and_none_past_its_novelty_check(planted, blind, trained,
                                                                                           tmp_path):
     data = load_labels([planted.parent / "labels"], "pong")
@@ -96,6 +97,7 @@ def test_shift_finds_the_states_a_blind_blocker_never_saw_and_none_past_its_nove
     assert "| shift" in report and "random walk, hold 4" in report and "frames/shift-" in report
 
 
+@pytest.mark.slow
 def test_cli_adversary_and_perturb_write_a_report_pngs_and_json(blind, tmp_path):
     out = tmp_path / "attack"
     result = saferl("attack-blocker", str(blind), "--game", "pong", "--method", "adversary,perturb", "--steps",
@@ -113,6 +115,7 @@ def test_cli_adversary_and_perturb_write_a_report_pngs_and_json(blind, tmp_path)
     assert "attack: PPO adversary" in result.stderr and "800/800" in result.stderr, "a progress bar per search"
 
 
+@pytest.mark.slow
 def test_pgd_stays_within_the_budget_on_whole_pixel_levels_and_flips_more_with_more(trained, labels):  # noqa: F811
     blocker = load_scorer(trained[0])
     data = load_labels([labels], "pong")
@@ -126,6 +129,7 @@ def test_pgd_stays_within_the_budget_on_whole_pixel_levels_and_flips_more_with_m
     assert rates[0] <= rates[1] <= rates[2] and rates[2] > 0
 
 
+@pytest.mark.slow
 def test_shift_rolls_out_an_experiments_checkpoints(trained, tmp_path):
     config = ExperimentConfig.from_dict(dict(
         game="pong", agent="ppo", overseer="scripted", conditions=["none"], oversight_steps=256, total_steps=512,
@@ -138,6 +142,7 @@ def test_shift_rolls_out_an_experiments_checkpoints(trained, tmp_path):
     assert all(row["steps"] >= 400 for row in found["runs"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args, names", [
     (["--method", "smash"], "--method"),
     (["--method", "shift", "--steps", "0"], "--steps"),
@@ -149,6 +154,16 @@ def test_bad_arguments_exit_2_naming_them(trained, args, names):
     assert names in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_a_blocker_of_another_game_is_refused(trained):
     result = saferl("attack-blocker", str(trained[0]), "--game", "space_invaders", "--method", "shift", check_rc=2)
     assert "not 'space_invaders'" in result.stderr
+
+
+def test_fgsm_and_pgd_step_down_the_gradient_to_the_budgets_edge_on_whole_pixel_levels():
+    """With the block logit the sum of the pixels, lowering it means darkening every pixel by the whole budget
+    (4 levels of 255), but never below black."""
+    x = torch.tensor([[100.0, 2.0, 255.0]]) / 255
+    for steps in (1, 10):
+        adversarial = attack(lambda inputs, actions: inputs.sum(dim=1), x, torch.tensor([0]), 4 / 255, steps)
+        assert (adversarial[0] * 255).tolist() == pytest.approx([96.0, 0.0, 251.0], abs=1e-4)

@@ -18,6 +18,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from helpers import ACTIONS, PONG, last_json, record_labels, saferl
 from saferl.blocker import (
     BlockerOverseer,
     TrainConfig,
@@ -40,15 +41,15 @@ from saferl.blocker.data import Preprocessing
 from saferl.blocker.ensemble import load_scorer
 from saferl.blocker.novelty import fit_novelty
 from saferl.blocker.threshold import fn_rate_bound
-from saferl.oversight.envs import make_vec_env
 from saferl.errors import SaferlError
 from saferl.files import with_digest
 from saferl.games import GameState
 from saferl.games.pong import UP_ACTIONS
-from saferl.oversight import StepContext
-from saferl.registry import make_overseer
 from saferl.labels.store import LabelStore
-from helpers import ACTIONS, PONG, last_json, record_labels, saferl
+from saferl.oversight import StepContext
+from saferl.oversight.envs import make_vec_env
+from saferl.registry import make_overseer
+
 
 @pytest.fixture(scope="module")
 def data(labels):
@@ -58,6 +59,7 @@ def data(labels):
 # ----- ensemble -----
 
 
+@pytest.mark.slow
 def test_a_bootstrap_ensemble_decides_by_its_mean_logit_and_round_trips(data, tmp_path):
     split = split_by_episode(data, seed=0)
     config = TrainConfig(epochs=8, patience=8, threads=1, progress=False)
@@ -72,6 +74,7 @@ def test_a_bootstrap_ensemble_decides_by_its_mean_logit_and_round_trips(data, tm
     assert again.rule == "mean" and again.novelty is None
 
 
+@pytest.mark.slow
 def test_cli_trains_k_folds_and_evaluates_on_held_out_episodes_only(trained, labels, tmp_path):
     folder, summary = trained
     assert summary["members"] == 3 and (folder / "ensemble.json").exists() and (folder / "member-2").is_dir()
@@ -95,6 +98,7 @@ def data_frame(data):
 # ----- data -----
 
 
+@pytest.mark.slow
 def test_split_is_by_episode_and_every_part_holds_blocks(data):
     split = split_by_episode(data, seed=0)
     parts = split.episodes(data)
@@ -107,6 +111,7 @@ def test_split_is_by_episode_and_every_part_holds_blocks(data):
     assert split_by_episode(data, seed=0).test.tolist() == split.test.tolist()
 
 
+@pytest.mark.slow
 def test_folds_are_whole_episodes_each_holding_blocks_and_the_test_part_is_apart(data):
     folds = fold_by_episode(data, k=3, test_fraction=0.2, seed=0)
     parts = [*folds.folds, folds.test]
@@ -124,6 +129,7 @@ def test_folds_are_whole_episodes_each_holding_blocks_and_the_test_part_is_apart
         fold_by_episode(data, k=8)  # 8 episodes cannot fill 8 folds and a test part
 
 
+@pytest.mark.slow
 def test_stacked_gray_frames_follow_their_own_episode_in_an_interleaved_store(labels):
     gray = load_labels([labels], preprocessing=default_preprocessing("pong", color="gray", stack=4))
     assert gray.inputs(np.arange(5)).shape == (5, 4, 105, 80)
@@ -136,6 +142,7 @@ def test_stacked_gray_frames_follow_their_own_episode_in_an_interleaved_store(la
     assert all(np.array_equal(first[j], gray.frames[3, 0]) for j in range(4))
 
 
+@pytest.mark.slow
 def test_the_default_input_is_the_papers_pong_crop_scaled_to_one(data):
     assert data.preprocessing == Preprocessing(crop=(34, 194, 0, 160), size=(105, 80))
     assert data.inputs(np.arange(3)).shape == (3, 3, 105, 80)
@@ -196,6 +203,7 @@ def test_roc_auc_is_the_probability_a_block_outscores_a_pass(pairs):
 # ----- training and evaluation -----
 
 
+@pytest.mark.slow
 def test_trained_blocker_separates_blocks_from_passes_on_held_out_episodes(trained):
     """On the test episodes (about 800 labels, 20-40 blocks) the Blocker, thresholded on every fitted block out of
     fold, ranks blocks above passes and misses none at an FPR of at most 5%; its promise is the bound of the lowest
@@ -213,6 +221,7 @@ def test_trained_blocker_separates_blocks_from_passes_on_held_out_episodes(train
     assert (folder / "test-precision-recall.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
 def test_eval_blocker_scores_only_episodes_the_blocker_never_fitted(trained, labels, tmp_path):
     folder, summary = trained
     result = saferl("eval-blocker", str(folder), str(labels), "--plots", str(tmp_path), "--json")
@@ -229,6 +238,7 @@ def test_eval_blocker_scores_only_episodes_the_blocker_never_fitted(trained, lab
     assert held_out["examples"] == held_out["labels_given"] == 600 and held_out["held_out_episodes"] == 2
 
 
+@pytest.mark.slow
 def test_train_blocker_refuses_too_few_episodes_and_missing_labels(tmp_path):
     tiny = record_labels(tmp_path / "tiny", n_envs=1, steps=150, seed=1)
     with pytest.raises(SaferlError, match="at least 4"):
@@ -241,6 +251,7 @@ def test_train_blocker_refuses_too_few_episodes_and_missing_labels(tmp_path):
 # ----- save and load -----
 
 
+@pytest.mark.slow
 def test_save_load_round_trips_scores_threshold_novelty_and_provenance(trained, data, labels, tmp_path):
     folder, _ = trained
     blocker = load_scorer(folder, game="pong")
@@ -260,6 +271,7 @@ def test_save_load_round_trips_scores_threshold_novelty_and_provenance(trained, 
     assert meta["metrics"]["test"]["false_negatives"] is not None
 
 
+@pytest.mark.slow
 def test_load_refuses_another_game_another_preprocessing_and_a_tampered_novelty_memory(trained, tmp_path):
     folder, _ = trained
     with pytest.raises(SaferlError, match="Blocker for 'pong', not 'space_invaders'"):
@@ -274,6 +286,7 @@ def test_load_refuses_another_game_another_preprocessing_and_a_tampered_novelty_
         load_scorer(bad)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("field, value, says", [
     ("threshold_logit", float("nan"), "threshold_logit"), ("threshold_logit", float("inf"), "threshold_logit"),
     ("threshold_logit", float("-inf"), "threshold_logit"), ("threshold_logit", 1e308, "threshold_logit"),
@@ -299,6 +312,7 @@ def test_tampered_blocker_metadata_is_refused_edited_and_even_with_a_forged_dige
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_another_games_blocker_relabelled_and_swapped_ensemble_fields_are_refused(trained, tmp_path):
     folder, _ = trained
     bad = shutil.copytree(folder, tmp_path / "bad")
@@ -320,6 +334,7 @@ def test_another_games_blocker_relabelled_and_swapped_ensemble_fields_are_refuse
         load_scorer(bad)
 
 
+@pytest.mark.slow
 def test_nan_weights_are_refused_on_load_even_with_every_hash_updated(trained, tmp_path):
     import hashlib
 
@@ -345,6 +360,7 @@ def malicious_pickle(marker: Path) -> bytes:
     return f"cbuiltins\nexec\n(V{code}\ntR.".encode()
 
 
+@pytest.mark.slow
 def test_a_malicious_pickle_in_place_of_the_weights_is_refused_unexecuted(trained, tmp_path):
     folder, _ = trained
     marker = tmp_path / "pwned"
@@ -383,6 +399,7 @@ def test_bad_overseer_names_name_overseer(name, says):
     assert says in str(err.value)
 
 
+@pytest.mark.slow
 def test_a_bad_blocker_overseer_exits_2_on_the_command_line():
     result = saferl("oversee", "--game", "pong", "--overseer", "blocker:/no/such/dir", "--steps", "5", check_rc=2)
     assert "--overseer" in result.stderr and "Traceback" not in result.stderr
@@ -391,6 +408,7 @@ def test_a_bad_blocker_overseer_exits_2_on_the_command_line():
 # ----- oversight -----
 
 
+@pytest.mark.slow
 def test_blocker_overseer_reviews_a_batch_in_one_forward_pass_and_lets_no_catastrophe_through(trained):
     folder, _ = trained
     overseer = BlockerOverseer(load_scorer(folder, game="pong"))
@@ -407,12 +425,14 @@ def test_blocker_overseer_reviews_a_batch_in_one_forward_pass_and_lets_no_catast
         bare.step(actions)
         _, _, _, infos = venv.step(actions)
         executed_when_blocked += [info["executed_action"] for info in infos if info["blocked"]]
-        scores += [info["score"] for info in infos]
+        scores += [(info["score"], info["blocked"]) for info in infos]
     assert len(forwards) == 3 * 300 and overseer.batches == 300, "one forward pass per member and batch"
     assert bare.counters.totals["catastrophes"] > 0  # the same random actions without oversight
     assert venv.counters.totals["catastrophes"] == 0
     assert executed_when_blocked and set(executed_when_blocked) <= set(UP_ACTIONS)
-    assert all(0.0 <= s <= 1.0 for s in scores)
+    threshold = overseer.blocker.threshold
+    assert any(s < threshold for s, _ in scores) and any(s >= threshold for s, _ in scores)
+    assert all(blocked for s, blocked in scores if s >= threshold), "a score at the threshold is a block"
 
 
 def test_the_overseer_stacks_frames_exactly_as_the_dataset_does(tmp_path):
@@ -437,6 +457,7 @@ def test_the_overseer_stacks_frames_exactly_as_the_dataset_does(tmp_path):
     assert not np.array_equal(reviewed[-1][0, 0], reviewed[-1][0, 2])  # the stack holds different frames
 
 
+@pytest.mark.slow
 def test_the_blocker_scores_each_batch_ahead_on_a_thread_with_the_decisions_of_a_fresh_review(trained):
     """VecOversight hands the next contexts to the Blocker as they arrive, so their scoring runs while the agent
     chooses; the review then only waits for it. Its decisions equal a review from scratch, and with stacked
@@ -522,6 +543,7 @@ def test_in_a_novel_state_only_the_games_safe_action_passes_where_the_blocker_pa
     assert up_blocked.review(context, 0).safe_action == 3, "the Blocker blocks UP: its surest action runs"
 
 
+@pytest.mark.slow
 def test_oversee_cli_with_a_blocker_lets_no_catastrophe_through(trained):
     folder, _ = trained
     figures = last_json(saferl("oversee", "--game", "pong", "--overseer", f"blocker:{folder}", "--steps", "400",
@@ -544,6 +566,7 @@ def paddle_pushed_down(seed):
     return GameState.from_ale(env.ale, with_frame=True)
 
 
+@pytest.mark.slow
 def test_the_paddle_deep_in_the_zone_is_novel_and_only_up_passes(trained):
     folder, _ = trained
     state = paddle_pushed_down(seed=11)
@@ -556,6 +579,7 @@ def test_the_paddle_deep_in_the_zone_is_novel_and_only_up_passes(trained):
     assert {d.safe_action for d in decisions if d.block} == {2}
 
 
+@pytest.mark.slow
 def test_fresh_episodes_of_another_seed_and_a_down_pushing_policy_miss_no_block(trained, tmp_path):
     """The default threshold holds on a fresh store of another seed; a policy that pushes the paddle down half
     the time, watched in observe mode (the rule's verdicts are labels, nothing is enforced), reaches states the
@@ -572,6 +596,7 @@ def test_fresh_episodes_of_another_seed_and_a_down_pushing_policy_miss_no_block(
     assert pushed["false_negatives"] <= 0.01 * pushed["positives"]
 
 
+@pytest.mark.slow
 def test_a_blocker_that_blocks_far_more_than_its_teacher_raises_the_alarm(labels, tmp_path):
     result = saferl("train-blocker", str(labels), "--game", "pong", "--out", str(tmp_path / "b"), "--margin", "0.5",
                     "--folds", "2", "--epochs", "2", "--threads", "1", "--no-progress", "--json")

@@ -71,6 +71,7 @@ def folder_bytes(folder: Path) -> int:
     return sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
 
 
+@pytest.mark.slow
 def test_a_checkpoint_holds_the_filled_part_of_the_replay_buffer_compressed(interrupted, tmp_path):
     _, checkpoint = copy_run(interrupted, tmp_path)
     replay = checkpoint / "agent" / "replay.npz"
@@ -102,6 +103,7 @@ def test_resuming_restores_the_replay_buffer_exactly(interrupted, tmp_path):
     assert saved["observations"].any(), "the run stored frames: the comparison compares something"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("hyperparams", [
     {"buffer_size": 100},  # 50 rows for 2 envs: 130 steps wrap around it
     {"buffer_size": 1000, "optimize_memory_usage": True, "replay_buffer_kwargs": {"handle_timeout_termination": False}},
@@ -194,6 +196,7 @@ def test_a_damaged_checkpoint_is_refused_in_one_line_and_left_as_it_was(interrup
     assert not (root / "runs" / "none" / "seed-0" / "summary.json").exists()
 
 
+@pytest.mark.slow
 def test_the_resumed_run_finishes_with_no_repeated_curve_row_and_reports_its_largest_checkpoint(interrupted, tmp_path):
     root, checkpoint = copy_run(interrupted, tmp_path)
     size_at_stop = folder_bytes(checkpoint)

@@ -13,6 +13,7 @@ def test_games_lists_the_three_paper_games():
     assert all(game["catastrophe"] and game["blocking_rule"] for game in games.values())
 
 
+@pytest.mark.slow
 def test_oversee_pong_without_and_with_the_scripted_overseer():
     keys = {"steps", "catastrophes", "blocks", "false_negatives", "false_positives", "labels", "steps_per_second"}
     bare = last_json(saferl("oversee", "--game", "pong", "--overseer", "none", "--steps", "1500", "--json"))
@@ -23,6 +24,7 @@ def test_oversee_pong_without_and_with_the_scripted_overseer():
     assert overseen["catastrophes_on_blocks"] == 0 and overseen["block_rate"] == overseen["blocks"] / 1500
 
 
+@pytest.mark.slow
 def test_oversee_with_a_policy_that_leans_on_down_drives_into_the_zone():
     random = last_json(saferl("oversee", "--game", "pong", "--overseer", "none", "--steps", "600", "--json"))
     pushed = last_json(saferl("oversee", "--game", "pong", "--overseer", "none", "--steps", "600", "--policy",
@@ -30,6 +32,7 @@ def test_oversee_with_a_policy_that_leans_on_down_drives_into_the_zone():
     assert pushed["policy"] == "lean:LEFT:0.6" and pushed["catastrophes"] > 2 * random["catastrophes"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "args, names",
     [
@@ -56,6 +59,7 @@ def test_unwritable_out_folder_exits_2_and_writes_nothing(tmp_path):
     assert blocker.read_text() == "not a folder"
 
 
+@pytest.mark.slow
 def test_oversee_stores_labels_that_labels_reports_and_appends_on_a_second_run(tmp_path):
     out = tmp_path / "pong-labels"
     first = last_json(saferl("oversee", "--game", "pong", "--steps", "300", "--seed", "1", "--out", str(out), "--json"))
@@ -68,6 +72,7 @@ def test_oversee_stores_labels_that_labels_reports_and_appends_on_a_second_run(t
     assert summary["bytes_per_label"] < 10_000
 
 
+@pytest.mark.slow
 def test_a_label_store_of_another_game_is_refused_and_left_intact(tmp_path):
     out = tmp_path / "pong-labels"
     saferl("oversee", "--game", "pong", "--steps", "50", "--out", str(out))
@@ -77,6 +82,7 @@ def test_a_label_store_of_another_game_is_refused_and_left_intact(tmp_path):
     assert (out / "labels.bin").read_bytes() == before
 
 
+@pytest.mark.slow
 def test_labels_of_a_missing_or_truncated_store_exits_2_with_the_file_named(tmp_path):
     result = saferl("labels", str(tmp_path / "nowhere"), check_rc=2)
     assert "nowhere" in result.stderr

@@ -436,7 +436,8 @@ def test_a_header_too_big_or_too_deep_is_refused_before_it_is_read(tmp_path: Pat
 def test_wrong_game_and_other_misuse(tmp_path: Path, pong_frames: list[np.ndarray]) -> None:
     fill(tmp_path / "pong", pong_frames[:2])
     file = tmp_path / "pong" / FILE_NAME
-    with pytest.raises(LabelStoreError, match=f"{file} holds labels of game 'pong', not 'space_invaders'.*recorded on space_invaders"):
+    says = f"{file} holds labels of game 'pong', not 'space_invaders'.*recorded on space_invaders"
+    with pytest.raises(LabelStoreError, match=says):
         LabelStore.open(tmp_path / "pong", "space_invaders")
     with pytest.raises(LabelStoreError, match="not 'space_invaders'"):
         LabelStore.open_or_create(tmp_path / "pong", "space_invaders", ["NOOP", "FIRE"])
@@ -538,3 +539,25 @@ def test_any_appends_relabels_and_reopens_read_back_exactly(operations: list[tup
                 assert store.label(i).blocked == relabeled.get(i, want.blocked)
             assert store.arrays()["blocked"].tolist() == [relabeled.get(i, w.blocked) for i, w in enumerate(labels)]
             assert store.summary()["relabeled_labels"] == len(relabeled)
+
+
+@pytest.mark.parametrize("every, appends, during", [(3, 7, 2), (1, 4, 4), (0, 5, 0)])
+def test_fsync_every_n_records_and_once_more_on_close(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, every: int,
+                                                      appends: int, during: int) -> None:
+    """fsync after every ``every`` records (0: never while appending); close syncs the records still unsynced."""
+    frame = np.zeros((210, 160, 3), np.uint8)
+    store = LabelStore.create(tmp_path / "run", "pong", PONG_ACTIONS, fsync_every=every)
+    synced: list[int] = []
+    real_fsync = os.fsync
+
+    def counting_fsync(fd: int) -> None:
+        if os.readlink(f"/proc/self/fd/{fd}") == str(store.file.resolve()):
+            synced.append(len(store))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", counting_fsync)
+    for i in range(appends):
+        store.append(make_label(frame, i))
+    assert synced == [every * k for k in range(1, during + 1)], "synced right after every n-th record"
+    store.close()
+    assert synced[during:] == ([appends] if appends % every else []) if every else [appends]

@@ -13,6 +13,7 @@ from rollouts import random_policy_totals
 PONG = get_game("pong")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sticky", [0.0, 0.25])
 def test_stepping_after_a_review_gives_the_same_frames_and_ram_as_without_one(sticky):
     plain = make_ale_env(PONG, seed=5, repeat_action_probability=sticky)
@@ -32,6 +33,7 @@ def test_stepping_after_a_review_gives_the_same_frames_and_ram_as_without_one(st
         assert np.array_equal(plain.unwrapped.ale.getRAM(), reviewed.unwrapped.ale.getRAM())
 
 
+@pytest.mark.slow
 def test_lookahead_lets_no_catastrophe_through_and_blocks_less_than_the_rule():
     lookahead = random_policy_totals(PONG, LookaheadOverseer(), seed=2, steps=1500)
     rule = random_policy_totals(PONG, ScriptedOverseer(), seed=2, steps=1500)

@@ -2,17 +2,20 @@
 
 import csv
 
+import pytest
 from stable_baselines3 import A2C
 from stable_baselines3.common.vec_env import VecFrameStack
 
-from saferl.oversight.envs import make_vec_env
-from saferl.games import get_game
 from saferl.agents.callbacks import SafetyCallback
+from saferl.games import get_game
 from saferl.oversight import ScriptedOverseer
+from saferl.oversight.envs import make_vec_env
 
 
+@pytest.mark.slow
 def test_callback_logs_safety_counters_to_tensorboard_and_episodes_to_csv(tmp_path):
-    venv = VecFrameStack(make_vec_env(get_game("pong"), n_envs=2, overseer=ScriptedOverseer(), seed=0, max_num_frames_per_episode=600), 4)
+    envs = make_vec_env(get_game("pong"), n_envs=2, overseer=ScriptedOverseer(), seed=0, max_num_frames_per_episode=600)
+    venv = VecFrameStack(envs, 4)
     csv_path = tmp_path / "safety.csv"
     callback = SafetyCallback(csv_path)
     model = A2C("CnnPolicy", venv, n_steps=8, seed=0, device="cpu", tensorboard_log=str(tmp_path / "tb"))

@@ -5,11 +5,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from saferl.oversight.envs import make_agent_env, make_overseen_env
+from saferl.env.ground_truth import HOLD
 from saferl.errors import SaferlError
 from saferl.games import get_game
-from saferl.env.ground_truth import HOLD
 from saferl.oversight import ScriptedOverseer
+from saferl.oversight.envs import make_agent_env, make_overseen_env
 
 PONG = get_game("pong")
 INFO_KEYS = {"proposed_action", "executed_action", "blocked", "catastrophe", "score", "false_negative", "false_positive"}
@@ -82,6 +82,7 @@ def test_unknown_mode_and_bad_penalty_are_refused_with_the_argument_named():
         overseen("replace", None, penalty=float("nan"))
 
 
+@pytest.mark.slow
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     mode=st.sampled_from(["replace", "prune"]),
@@ -117,6 +118,7 @@ def test_blocked_actions_are_never_executed_and_counters_add_up(mode, fp, fn, se
     assert sum(row["steps"] for row in env.counters.episodes) == len(actions)
 
 
+@pytest.mark.slow
 def test_scripted_noise_is_seeded_and_at_the_asked_rates_and_labour_is_counted(tmp_path):
     from saferl.labels.store import LabelStore
 

@@ -53,6 +53,7 @@ PIXEL_SEEDS, PIXEL_STEPS = range(4), 2500  # 10,000 steps
 FORCED_DOWN = 0.3  # share of steps that press DOWN, so the paddle often reaches the bottom zone
 
 
+@pytest.mark.slow
 def test_ram_paddle_and_catastrophe_equal_the_paddle_pixels_on_every_random_step():
     """On 10,000 random steps (4 seeds, sticky actions 0.25, 30 % forced DOWN) the RAM paddle bottom is the
     bottom row of the paddle's pixels and the catastrophe verdict is the pixels' (bottom row > 178), every step."""
@@ -85,6 +86,7 @@ def test_ram_paddle_and_catastrophe_equal_the_paddle_pixels_on_every_random_step
     assert odd_at_the_line >= 10, "the sprite's 2-line offset decides these steps (bottom row 179 at ram[51] 177)"
 
 
+@pytest.mark.slow
 def test_rule_with_safe_action_lets_no_catastrophe_through_a_random_policy():
     bare = random_policy_totals(PONG, None, seed=1, steps=3000)
     scripted = random_policy_totals(PONG, ScriptedOverseer(), seed=1, steps=3000)

@@ -204,6 +204,7 @@ RANDOM_STEPS = 2500  # per seed: 15,000 steps and more (the last episodes are pl
 RANDOM_SEEDS = {1: 0.0, 2: 0.0, 3: 0.0, 4: 0.0, 5: 0.5, 6: 0.5}  # seed: share of forced LEFT (to reach level 2)
 
 
+@pytest.mark.slow
 def test_random_play_ram_catastrophes_are_exactly_the_lives_lost_on_level_one():
     """The RAM verdict against the screen and the lives counter on 15,000+ random steps (seeds 1-6, sticky
     actions 0.25, seeds 5 and 6 pressing LEFT half the time so that episodes also reach the level change; an
@@ -246,6 +247,7 @@ def test_level_byte_steps_up_exactly_at_the_black_screen_and_the_episode_ends_th
     assert any(dying(s) for s in run.states[change:])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["dummy", "shared"])
 def test_every_backend_ends_the_episode_on_the_step_level_one_ends(left_to_level_two, backend):
     """Two envs (the shared backend steps the second in a worker) replay the run to level 2: both episodes
@@ -294,6 +296,7 @@ def test_the_games_description_says_where_episodes_end():
     assert "episodes end where level 1 ends" in described["catastrophe"]
 
 
+@pytest.mark.slow
 def test_rule_with_safe_action_prevents_catastrophes_of_random_play_on_the_same_seeds():
     counts = {}
     for rule in (False, True):

@@ -179,11 +179,13 @@ def _random_policy_catastrophes(seeds: range, steps: int, block: bool) -> tuple[
 BLOCKING_SEEDS, BLOCKING_STEPS = range(3), 2000  # 6,000 steps
 
 
+@pytest.mark.slow
 def test_random_policy_shoots_its_barriers():
     catastrophes, _ = _random_policy_catastrophes(BLOCKING_SEEDS, BLOCKING_STEPS, block=False)
     assert catastrophes > 50  # measured 150 here, about 115 per 5,000 steps on average
 
 
+@pytest.mark.slow
 def test_blocking_rule_lets_no_catastrophe_through():
     catastrophes, blocks = _random_policy_catastrophes(BLOCKING_SEEDS, BLOCKING_STEPS, block=True)
     assert catastrophes == 0
@@ -221,6 +223,7 @@ def _unseen_by_v5_frames(before: GameState, after: GameState) -> bool:
     return enemy_shot or vanished
 
 
+@pytest.mark.slow
 def test_ram_and_pixel_detectors_agree():
     """On 10,200 random steps (seeds 0, 2, 6; sticky actions 0.25) every RAM catastrophe is a pixel one at the
     same step, and every pixel one is a RAM one except on the steps v5 frames cannot judge, which are:

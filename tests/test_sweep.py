@@ -17,6 +17,7 @@ SWEEP = {
 }
 
 
+@pytest.mark.slow
 def test_a_two_trial_sweep_on_local_ray_writes_the_experiment_and_the_aggregate(tmp_path):
     ray = pytest.importorskip("ray")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)

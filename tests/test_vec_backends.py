@@ -27,6 +27,7 @@ def assert_same_state(a, b):
         assert np.array_equal(a.frame, b.frame)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("game, sticky", [(PONG, 0.0), (PONG, 0.25), (SPACE_INVADERS, 0.25)])
 def test_shared_envs_step_as_the_in_process_ones(game, sticky):
     """Same seeds and actions (with holds and episode ends): same observations, rewards, ends, ground truth,
@@ -79,6 +80,7 @@ def test_shared_envs_step_as_the_in_process_ones(game, sticky):
         dummy.close()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["dummy", "shared"])
 @pytest.mark.parametrize("game", [PONG, SPACE_INVADERS], ids=["pong", "space_invaders"])
 def test_episodes_end_exactly_where_ales_own_env_ends_them(game, backend):
@@ -110,6 +112,7 @@ def test_episodes_end_exactly_where_ales_own_env_ends_them(game, backend):
             raw.close()
 
 
+@pytest.mark.slow
 def test_scripted_oversight_on_shared_envs_blocks_every_catastrophe():
     """And counts as the in-process envs do: the blocks' counterfactuals, simulated in the workers within the
     step, say the same as those asked of in-process envs."""

@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from saferl.oversight.envs import make_vec_env
 from saferl.errors import SaferlError
 from saferl.games import get_game
 from saferl.oversight import BaseOverseer, Decision, LookaheadOverseer, ScriptedOverseer
+from saferl.oversight.envs import make_vec_env
 
 PONG = get_game("pong")
 
@@ -25,6 +25,7 @@ class CountingOverseer(ScriptedOverseer):
         return super().review_batch(contexts, actions)
 
 
+@pytest.mark.slow
 def test_one_review_per_batch_and_no_catastrophe_through():
     overseer = CountingOverseer()
     venv = make_vec_env(PONG, n_envs=4, overseer=overseer, seed=3)
@@ -44,6 +45,7 @@ def test_one_review_per_batch_and_no_catastrophe_through():
     assert venv.counters.totals["steps"] == 1600
 
 
+@pytest.mark.slow
 def test_without_oversight_the_same_envs_have_catastrophes():
     venv = make_vec_env(PONG, n_envs=4, overseer=None, seed=3)
     venv.reset()
@@ -62,7 +64,7 @@ def test_episode_ids_are_unique_across_envs():
 
 
 def test_subprocess_envs_work_for_the_scripted_rule_and_refuse_lookahead():
-    venv = make_vec_env(PONG, n_envs=2, overseer=ScriptedOverseer(), seed=1, subprocess=True)
+    venv = make_vec_env(PONG, n_envs=2, overseer=ScriptedOverseer(), seed=1, backend="subproc")
     try:
         venv.reset()
         for _ in range(50):
@@ -72,7 +74,7 @@ def test_subprocess_envs_work_for_the_scripted_rule_and_refuse_lookahead():
     finally:
         venv.close()
     with pytest.raises(SaferlError, match="DummyVecEnv"):
-        make_vec_env(PONG, n_envs=2, overseer=LookaheadOverseer(), seed=1, subprocess=True)
+        make_vec_env(PONG, n_envs=2, overseer=LookaheadOverseer(), seed=1, backend="subproc")
 
 
 def test_lookahead_runs_in_process_vec_envs():
@@ -93,6 +95,7 @@ class DownReplacer(BaseOverseer):
         return Decision(block=True, safe_action=3)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["dummy", "shared"])
 def test_catastrophes_a_replacement_ran_into_are_counted_as_such_not_as_false_negatives(backend):
     venv = make_vec_env(PONG, n_envs=2, overseer=DownReplacer(), seed=5, backend=backend)
@@ -112,3 +115,46 @@ def test_catastrophes_a_replacement_ran_into_are_counted_as_such_not_as_false_ne
     scripted.close()
     assert totals["blocks"] > 0 and totals["catastrophes_on_blocks"] == 0
     assert totals["block_rate"] == totals["blocks"] / totals["steps"]
+
+
+class BlocksEnvZeroThrice(BaseOverseer):
+    """Blocks env 0's first three proposals from its step 5 on; passes everything else."""
+
+    name = "env-zero"
+
+    def __init__(self):
+        self.left = 3
+
+    def review(self, context, action):
+        block = context.env_index == 0 and context.step >= 5 and self.left > 0
+        self.left -= block
+        return Decision(block=block)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["dummy", "shared", "subproc"])
+def test_prune_leaves_a_blocked_env_where_it_was_while_the_others_step(backend):
+    """A pruned step does not step its env: same RAM, same observation, the penalty as reward; the other env
+    steps on; once unblocked the env goes on from where it was held."""
+    venv = make_vec_env(PONG, n_envs=2, overseer=BlocksEnvZeroThrice(), mode="prune", penalty=-1.0, seed=2,
+                        backend=backend)
+    try:
+        obs = venv.reset()
+        for _ in range(5):
+            obs, *_ = venv.step(np.array([3, 3]))
+        for step in range(4):
+            rams = [context.state.ram.copy() for context in venv.contexts]
+            before = obs.copy()
+            obs, rewards, _, infos = venv.step(np.array([3, 3]))
+            after = [context.state.ram for context in venv.contexts]
+            assert not infos[1]["blocked"] and infos[1]["executed_action"] == 3
+            assert not np.array_equal(after[1], rams[1]), "env 1 stepped"
+            if step < 3:
+                assert infos[0]["blocked"] and infos[0]["executed_action"] == -1 and rewards[0] == -1.0
+                assert np.array_equal(after[0], rams[0]) and np.array_equal(obs[0], before[0]), "env 0 held"
+            else:
+                assert not infos[0]["blocked"] and infos[0]["executed_action"] == 3
+                assert not np.array_equal(after[0], rams[0]), "unblocked, env 0 steps on"
+        assert venv.counters.totals["blocks"] == 3 and venv.counters.totals["steps"] == 18
+    finally:
+        venv.close()
