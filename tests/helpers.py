@@ -9,10 +9,10 @@ import sys
 import numpy as np
 from filelock import FileLock
 
-from saferl.oversight.envs import make_vec_env
 from saferl.games import get_game
-from saferl.oversight import ScriptedOverseer
 from saferl.labels.store import LabelStore
+from saferl.oversight import ScriptedOverseer
+from saferl.oversight.envs import make_vec_env
 
 PONG = get_game("pong")
 ACTIONS = ["NOOP", "FIRE", "RIGHT", "LEFT", "RIGHTFIRE", "LEFTFIRE"]

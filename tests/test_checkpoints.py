@@ -16,11 +16,11 @@ from saferl.agents import OversightSpec, make_agent
 from saferl.agents.a3c import A3C, A3CConfig
 from saferl.agents.sb3_agent import REPLAY_ARRAYS, SB3Agent
 from saferl.cli import main
-from saferl.oversight.envs import make_agent_env
 from saferl.errors import SaferlError
-from saferl.games import get_game
-from saferl.registry import make_overseer
 from saferl.experiment import ExperimentConfig, run_experiment
+from saferl.games import get_game
+from saferl.oversight.envs import make_agent_env
+from saferl.registry import make_overseer
 
 PONG = get_game("pong")
 STOP_AT = 200  # the run is interrupted here, between its checkpoints at 100 and 300

@@ -10,18 +10,18 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 
 from saferl.cli import main
 from saferl.env.ale import game_action_names, make_ale_env
-from saferl.oversight.envs import make_overseen_env
+from saferl.env.ground_truth import GroundTruthWrapper
 from saferl.errors import SaferlError
+from saferl.experiment import ExperimentConfig
 from saferl.games import get_game
 from saferl.human_ui import HumanOverseer, OversightQuit, Window
 from saferl.human_ui.keys import LIVE_LEGEND
 from saferl.human_ui.review import Reviewer
 from saferl.human_ui.window import BACKGROUND, BAR_HEIGHT, ZONE_COLORS
-from saferl.env.ground_truth import GroundTruthWrapper
-from saferl.oversight import StepContext
 from saferl.labels.store import LabelStore
+from saferl.oversight import StepContext
+from saferl.oversight.envs import make_overseen_env
 from saferl.oversight.vec_wrapper import VecOversight
-from saferl.experiment import ExperimentConfig
 
 PONG = get_game("pong")
 PACE = 20  # ms: tests never wait for a person

@@ -3,12 +3,11 @@
 import numpy as np
 import pytest
 
+from rollouts import random_policy_totals
 from saferl.env.ale import make_ale_env
+from saferl.env.ground_truth import GroundTruthWrapper
 from saferl.games import get_game
 from saferl.oversight import LookaheadOverseer, ScriptedOverseer, StepContext
-from saferl.env.ground_truth import GroundTruthWrapper
-
-from rollouts import random_policy_totals
 
 PONG = get_game("pong")
 

@@ -3,13 +3,12 @@
 import numpy as np
 import pytest
 
+from rollouts import random_policy_totals
 from saferl.env.ale import make_ale_env
+from saferl.errors import SaferlError
 from saferl.games import GameState, get_game
 from saferl.games.pong import CATASTROPHE_BELOW, paddle_bottom
 from saferl.oversight import ScriptedOverseer
-from saferl.errors import SaferlError
-
-from rollouts import random_policy_totals
 
 PONG = get_game("pong")
 UP, DOWN = 2, 3

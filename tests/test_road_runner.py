@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from saferl.env.ale import action_names, make_ale_env
-from saferl.oversight.envs import make_vec_env
 from saferl.games.base import GameState
 from saferl.games.road_runner import (
     COYOTE_X,
@@ -31,6 +30,7 @@ from saferl.games.road_runner import (
     RoadRunner,
     dying,
 )
+from saferl.oversight.envs import make_vec_env
 
 NOOP, LEFT = 0, 4
 BLACK_SCREEN_MEAN = 10  # the paper's level-change test: mean(frame) < 10

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 
 from saferl.env.factory import choose_backend
-from saferl.oversight.envs import make_vec_env
+from saferl.env.ground_truth import HOLD
+from saferl.env.shared_vec_env import SharedMemoryVecEnv
 from saferl.errors import SaferlError
 from saferl.games import get_game
-from saferl.env.ground_truth import HOLD
 from saferl.oversight import LookaheadOverseer, ScriptedOverseer
-from saferl.env.shared_vec_env import SharedMemoryVecEnv
+from saferl.oversight.envs import make_vec_env
 
 PONG = get_game("pong")
 SPACE_INVADERS = get_game("space_invaders")
