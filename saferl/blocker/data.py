@@ -36,7 +36,7 @@ class Preprocessing:
     :param size: (height, width) the crop is resized to.
     :param color: ``rgb`` (3 channels a frame) or ``gray`` (1 channel a frame).
     :param stack: how many frames of the episode make one input, the newest last.
-    :param interpolation: how to resize: ``linear`` (the original code's ``cv2.resize``), ``area``, ``nearest``.
+    :param interpolation: how to resize: ``linear`` (``cv2.resize``'s default), ``area``, ``nearest``.
     """
 
     crop: tuple[int, int, int, int]

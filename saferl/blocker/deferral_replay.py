@@ -5,12 +5,9 @@ agent proposed, in order. Fed through a :class:`~saferl.blocker.deferring.Deferr
 batches the envs made them, with the stored answers standing in for the asker, it tells in minutes,
 without the agent, how many of those decisions a deferring setting would have asked for and which
 blocks its ensemble would have let pass unasked. It is an estimate: deferring would have changed the
-agent's experience (its false positives block actions the person let pass). Replaying the watch-all
-runs of issue 6 with the settings of their deferring runs gave, per 2,000 decisions:
-
-- Road Runner: 2,126 labels (60, 16, 13, 10, 8% asked) where the deferring run asked 2,311 (60, 24, 16, 7, 8%);
-- Space Invaders: 5,916 labels (76, 27, 32, 22, 18, 17, 22, 32, 35, 14%) where it asked 4,633
-  (75, 27, 40, 28, 18, 11, 9, 7, 6, 10%): close early on; later the two agents' play had drifted apart.
+agent's experience (its false positives block actions the person let pass): ``saferl replay-deferring STORE
+--overseer-option KEY=VALUE ... --json`` prints the labels it would have asked for per window of decisions next to
+the blocks its ensemble would have let pass unasked.
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 
 The threshold is the highest one that still blocks every validation positive (zero false negatives there): the
 Blocker blocks as little as it can without missing a block the overseer made. Optionally a safety margin lowers it
-further so that an extra fraction of the validation negatives is blocked too (the original code's
-``false_positive_margin``: a buffer whose cost in false positives is fixed in advance).
+further so that an extra fraction of the validation negatives is blocked too (a buffer whose cost in false
+positives is fixed in advance).
 
 What it promises (:func:`fn_rate_bound`): set below all n validation positives, the threshold misses a fresh
 positive from the same distribution with probability p, where P(p > e) = (1 - e)^n (the lowest of n draws); so
