@@ -121,6 +121,9 @@ CASES = [
     (["attack-blocker", "{w}/blocker", "--game", "space_invaders", "--method", "shift", "--out", "{o}"], "pong"),
     (["attack-blocker", "{w}/blocker", "--game", "pong", "--method", "shift", "--policies", "{w}/nowhere",
       "--out", "{o}"], "nowhere"),
+    (["evaluate", "{w}/nowhere", "--game", "pong"], "nowhere"),
+    (["evaluate", "{w}/blocker", "--game", "pong"], "no saved agent"),
+    (["evaluate", "{w}/blocker", "--game", "pong", "--episodes", "0"], "--episodes"),
     (["report", "{w}/nowhere"], "nowhere"),
     (["report", "{w}/damaged-run"], "config.json"),
 ]

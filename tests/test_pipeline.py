@@ -43,6 +43,8 @@ def test_experiment_runs_the_three_conditions_and_reports_the_counted_figures(tm
         folder = run / "runs" / condition / "seed-0"
         curve, episodes = read_rows(folder / "curve.csv"), read_rows(folder / "episodes.csv")
         assert row["steps"] >= 1600
+        assert json.loads((folder / "agent" / "policy.json").read_text())["num_timesteps"] == row["steps"], \
+            "the finished agent is saved for saferl evaluate"
         assert float(curve[-1]["catastrophes"]) == row["catastrophes"], "the curve ends at the reported total"
         steps = [int(r["step"]) for r in curve]
         assert steps == sorted(steps)

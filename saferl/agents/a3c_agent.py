@@ -114,6 +114,10 @@ class A3CAgent:
     def save(self, folder: Path) -> None:
         self.a3c.save(folder)
 
+    def export_policy(self, folder: Path) -> None:
+        """Write the agent as safetensors and JSON to ``folder`` (A3C's own files; what ``saferl evaluate`` plays)."""
+        self.a3c.save(folder)
+
     def load(self, folder: Path) -> None:
         factory = self.a3c.env_factory
         self.a3c = A3C.load(folder, factory, log_dir=self.a3c.log_dir, device=str(self.a3c.device))

@@ -64,6 +64,9 @@ class Agent(Protocol):
     def save(self, folder: Path) -> None:
         """Save what resuming needs (weights, optimizer, replay buffer) to ``folder``, without pickle."""
 
+    def export_policy(self, folder: Path) -> None:
+        """Write the trained policy alone to ``folder``, as safetensors and JSON (``saferl evaluate`` plays it)."""
+
     def load(self, folder: Path) -> None:
         """Restore what :meth:`save` wrote."""
 

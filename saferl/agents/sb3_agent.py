@@ -223,6 +223,7 @@ class SB3Agent:
                  seed: int = 0, device: str = "auto", with_frame: bool = False,
                  log_dir: str | Path | None = None, env_kwargs: dict[str, Any] | None = None) -> None:
         self.algorithm, self.game, self.total_steps, self.seed = algorithm, game, total_steps, seed
+        self.hyperparams = dict(hyperparams)
         self._store: LabelStore | None = None
         overseer, store = self._open(spec)
         oversight = make_vec_env(game, n_envs=int(hyperparams.get("n_envs", 1)), overseer=overseer, mode=spec.mode,
@@ -296,6 +297,12 @@ class SB3Agent:
         record = AgentRecord(algorithm=self.algorithm, num_timesteps=self.num_timesteps, n_updates=n_updates,
                              episode_num=episode_num)
         write_json(folder / STATE_FILE, record.model_dump())
+
+    def export_policy(self, folder: Path) -> None:
+        """Write the policy network alone, as safetensors and JSON, to ``folder`` (what ``saferl evaluate`` plays)."""
+        from saferl.agents.policy_file import save_policy
+
+        save_policy(self.model, self.algorithm, self.game.name, self.hyperparams, folder)
 
     def load(self, folder: Path) -> None:
         """Resume from what :meth:`save` wrote to ``folder``; each file is checked before it is used.

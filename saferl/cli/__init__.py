@@ -16,7 +16,7 @@ from saferl.cli.blocker import cmd_attack_blocker, cmd_eval_blocker, cmd_replay_
 from saferl.cli.common import key_value, natural, positive
 from saferl.cli.experiment import cmd_experiment, cmd_report, cmd_sweep
 from saferl.cli.labels import cmd_labels, cmd_review
-from saferl.cli.oversee import cmd_games, cmd_oversee
+from saferl.cli.oversee import cmd_evaluate, cmd_games, cmd_oversee
 from saferl.errors import SaferlError
 from saferl.files import removing_created_folders_on_error
 
@@ -192,6 +192,21 @@ def build_parser() -> argparse.ArgumentParser:
                         help="perturb: L-infinity budgets in pixel levels of 255 (default 1,2,4,8)")
     attack.add_argument("--frames", type=positive, default=20, help="PNGs kept per policy or attack (default 20)")
     attack.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+
+    evaluate = command("evaluate", cmd_evaluate, "Play a saved agent for whole episodes, with or without an overseer: "
+                                                 "its returns, catastrophes and blocks, and a GIF of its play.")
+    evaluate.add_argument("agent_dir", metavar="AGENT_DIR",
+                          help="a saved agent: RUN/runs/<condition>/seed-<k>/agent of a finished experiment")
+    evaluate.add_argument("--game", required=True, help="the agent's game")
+    evaluate.add_argument("--overseer", default="none", help="who reviews its actions: none, scripted, lookahead "
+                          "or blocker:DIR (blocked actions are replaced)")
+    evaluate.add_argument("--episodes", type=positive, default=3, help="whole episodes to play (default 3)")
+    evaluate.add_argument("--stochastic", action="store_true", help="sample actions instead of the most probable")
+    evaluate.add_argument("--seed", type=natural, default=0)
+    evaluate.add_argument("--video", metavar="FILE.gif", help="write the frames (every second one) as a GIF, blocks "
+                          "framed in red")
+    evaluate.add_argument("--max-frames", type=positive, help="ALE frames an episode may last (default: the game's end)")
+    evaluate.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
     report = command("report", cmd_report, "Write report.md, report.json and plots of an experiment's run folder.")
     report.add_argument("dir", help="the run folder (saferl experiment --out DIR)")

@@ -1,4 +1,5 @@
-"""``saferl games`` and ``saferl oversee``: the games, and a policy run under oversight."""
+"""``saferl games``, ``saferl oversee`` and ``saferl evaluate``: the games, a policy run under oversight, and a
+saved agent played."""
 
 from __future__ import annotations
 
@@ -30,4 +31,14 @@ def cmd_oversee(args: argparse.Namespace) -> int:
                       steps=args.steps, seed=args.seed, out=args.out, overseer_options=human_options(args, args.overseer),
                       progress=not args.no_progress)
     print_summary(f"oversee {summary['game']} with {args.overseer} ({args.mode})", summary, args.json)
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from saferl.experiment.evaluate import evaluate_agent
+
+    summary = evaluate_agent(args.agent_dir, args.game, overseer=args.overseer, episodes=args.episodes,
+                             deterministic=not args.stochastic, seed=args.seed, video=args.video,
+                             max_frames=args.max_frames, progress=not args.no_progress)
+    print_summary(f"agent {args.agent_dir} on {summary['game']} with {args.overseer}", summary, args.json)
     return 0

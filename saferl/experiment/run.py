@@ -33,6 +33,7 @@ from saferl.games import get_game
 from saferl.oversight.metrics import COUNTED, block_rate
 
 SUMMARY_FILE = "summary.json"
+AGENT_DIR = "agent"  # the finished run's policy (safetensors + JSON)
 
 
 @dataclass(frozen=True)
@@ -163,6 +164,7 @@ class Run:
                                              "overseer_stats": agent.overseer_stats()}
                     sample(phase.name, force=True)
                     save(index)
+            agent.export_policy(self.folder / AGENT_DIR)  # the trained agent, for saferl evaluate
         except KeyboardInterrupt:
             save(index)
             raise

@@ -45,11 +45,14 @@ def make_agent_env(
     seed: int | None = None,
     frame_stack: int = 4,
     first_episode: int = 0,
+    with_frame: bool = False,
     **overrides: Any,
 ) -> gym.Env:
     """One overseen env as an agent sees it: the last ``frame_stack`` 84x84 grayscale frames (``frame_stack x 84 x 84``
-    uint8), over :func:`make_overseen_env` (so ``info`` carries the oversight keys)."""
-    env = make_overseen_env(game, overseer, mode, penalty, label_store, seed, first_episode=first_episode, **overrides)
+    uint8), over :func:`make_overseen_env` (so ``info`` carries the oversight keys; with ``with_frame`` its
+    ``game_state`` carries the RGB frame)."""
+    env = make_overseen_env(game, overseer, mode, penalty, label_store, seed, with_frame=with_frame,
+                            first_episode=first_episode, **overrides)
     env = AgentView(env)
     return gym.wrappers.FrameStackObservation(env, frame_stack)
 

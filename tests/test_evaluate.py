@@ -1,0 +1,78 @@
+"""``saferl evaluate``: a saved agent played for whole episodes on the real ROM, with and without an overseer, its
+figures, its GIF, and a saved agent's files checked before they are trusted."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from helpers import PONG
+from saferl.agents import OversightSpec, make_agent
+from saferl.agents.policy_file import load_policy
+from saferl.cli import main
+from saferl.experiment.evaluate import evaluate_agent
+
+
+@pytest.fixture(scope="module")
+def saved_agent(tmp_path_factory):
+    """A PPO agent after one tiny rollout of Pong, exported as ``saferl experiment`` exports a finished run's."""
+    folder = tmp_path_factory.mktemp("agent")
+    agent = make_agent("ppo", PONG, 64, OversightSpec(), seed=0, device="cpu",
+                       hyperparams={"n_envs": 2, "n_steps": 16, "batch_size": 32, "backend": "dummy"})
+    agent.learn_until(32)
+    agent.export_policy(folder / "agent")
+    policy = agent.model.policy
+    agent.close()
+    return folder / "agent", policy
+
+
+def test_the_saved_policy_acts_as_the_trained_one(saved_agent):
+    folder, trained = saved_agent
+    record, act = load_policy(folder, "pong")
+    observations = np.random.default_rng(0).integers(0, 256, (16, 4, 84, 84), dtype=np.uint8)
+    assert record.algorithm == "ppo" and record.frame_stack == 4 and record.num_timesteps >= 32
+    assert np.array_equal(act(observations, True), trained.predict(observations, deterministic=True)[0])
+
+
+def test_evaluate_plays_whole_episodes_and_the_scripted_overseer_stops_every_catastrophe(saved_agent, tmp_path):
+    folder, _ = saved_agent
+    bare = evaluate_agent(folder, "pong", episodes=2, max_frames=4000, seed=1, deterministic=False)
+    gif = tmp_path / "play.gif"
+    guarded = evaluate_agent(folder, "pong", overseer="scripted", episodes=2, max_frames=4000, seed=1, video=gif,
+                             deterministic=False)
+    for summary in (bare, guarded):
+        assert summary["episodes"] == 2 and len(summary["returns"]) == 2
+        assert 2 * 200 < summary["steps"] <= 2 * 1000  # an episode ends at game over or 4,000 frames (1,000 steps)
+        assert all(-21 <= r <= 21 for r in summary["returns"]), "game returns, no penalty added"
+    assert bare["blocks"] == 0 and guarded["catastrophes"] == 0 and guarded["catastrophes_on_blocks"] == 0
+    assert bare["catastrophes"] + guarded["blocks"] > 0, "the agent must come near the zone for this to mean much"
+    with Image.open(gif) as image:
+        frames = [np.asarray(frame.convert("RGB")) for frame in _frames(image)]
+    # every second frame; the GIF writer merges a frame identical to the one before (the ball off screen)
+    assert guarded["steps"] // 2 - 20 <= len(frames) <= guarded["steps"] // 2 and frames[0].shape == (210, 160, 3)
+    red = [bool((f[:4] == (255, 0, 0)).all()) for f in frames]
+    assert (sum(red) > 0) == (guarded["blocks"] > 0)
+
+
+def _frames(image):
+    for k in range(image.n_frames):
+        image.seek(k)
+        yield image
+
+
+def test_a_damaged_or_foreign_agent_is_refused_in_one_line(saved_agent, tmp_path, capsys):
+    folder, _ = saved_agent
+    edited = tmp_path / "edited"
+    edited.mkdir()
+    for name in ("policy.json", "policy.safetensors"):
+        (edited / name).write_bytes((folder / name).read_bytes())
+    meta = json.loads((edited / "policy.json").read_text())
+    (edited / "policy.json").write_text(json.dumps({**meta, "frame_stack": 2}))
+    cases = [([str(edited), "--game", "pong"], "digest"), ([str(folder), "--game", "space_invaders"], "pong"),
+             ([str(tmp_path), "--game", "pong"], "no saved agent"),
+             ([str(folder), "--game", "pong", "--video", str(tmp_path / "x.mp4")], ".gif")]
+    for args, says in cases:
+        assert main(["evaluate", *args]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and says in err[0], err
