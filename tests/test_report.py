@@ -139,8 +139,9 @@ def test_report_rows_tables_and_plots(run_dir: tuple[Path, list[dict]], fill_cal
 
     expected = sorted(summaries, key=lambda row: (row["condition"] != "none", row["seed"]))
     assert [(row["condition"], row["seed"]) for row in rows] == [("none", 0), ("none", 1), ("hirl", 0), ("hirl", 1)]
-    assert rows == expected
-    assert json.loads((folder / "report.json").read_text()) == expected
+    added = ("final_return", "return_vs_none")
+    assert [{k: v for k, v in row.items() if k not in added} for row in rows] == expected
+    assert json.loads((folder / "report.json").read_text()) == rows
 
     markdown = (folder / "report.md").read_text()
     assert markdown.startswith("# pong, dqn")
@@ -152,10 +153,12 @@ def test_report_rows_tables_and_plots(run_dir: tuple[Path, list[dict]], fill_cal
     assert [table_row(hirl, seed)[3] for seed in "01"] == ["1", "0"]
     # the means over seeds, column by column: catastrophes during, after, total; false negatives (= total);
     # blocks (2 x total + 40); block rate (blocks / 1000); catastrophes on blocks (total // 4); human labels;
-    # human seconds; mean return; frames
-    assert table_row(none, "mean")[1:] == ["4", "12", "16", "16", "72", "0.072", "4", "0", "0", "-19.9", "16,000"]
+    # human seconds; mean return; frames; final return (-20.55 and -18.30; -12.05 and -9.55: see the test below) and
+    # return vs none ((0.45 + 2.70) / 2 / 1.575 = 1; (8.95 + 11.45) / 2 / 1.575 = 6.48)
+    assert table_row(none, "mean")[1:] == ["4", "12", "16", "16", "72", "0.072", "4", "0", "0", "-19.9", "16,000",
+                                           "-19.4", "1"]
     assert table_row(hirl, "mean")[1:] == ["0.5", "0", "0.5", "0.5", "41", "0.041", "0", "1,000", "1,367", "-11.2",
-                                           "16,000"]
+                                           "16,000", "-10.8", "6.48"]
 
     comparison = section(markdown, "Comparison")
     # 16 ± t(0.975, 1) * std([12, 20]) / sqrt(2) = 16 ± 12.706 * 4
@@ -252,3 +255,18 @@ def test_format_table() -> None:
     assert lines[1].replace(" ", "") == "|----|-----:|-----:|"
     assert "a\\|b" in lines[2] and "12,345" in lines[2] and "0.0123" in lines[2]
     assert lines[3].count("–") == 2
+
+
+def test_final_return_and_the_share_of_nones_return_kept_over_random_play(run_dir: tuple[Path, list[dict]]) -> None:
+    """Each run's 20 episodes return mean_return + seed + (episode % 3) - 1, whose mean is mean_return + seed - 0.05;
+    Pong's random play returns -21, so none's mean final return -19.425 is 1.575 above it."""
+    folder, _ = run_dir
+    rows = {(row["condition"], row["seed"]): row for row in write_report(folder)}
+    finals = {key: row["final_return"] for key, row in rows.items()}
+    assert finals == pytest.approx({("none", 0): -20.55, ("none", 1): -18.30, ("hirl", 0): -12.05,
+                                    ("hirl", 1): -9.55})
+    kept = {key: row["return_vs_none"] for key, row in rows.items()}
+    assert kept == pytest.approx({("none", 0): 0.45 / 1.575, ("none", 1): 2.70 / 1.575, ("hirl", 0): 8.95 / 1.575,
+                                  ("hirl", 1): 11.45 / 1.575})
+    comparison = section((folder / "report.md").read_text(), "Comparison")
+    assert "final return (last 100 episodes)" in comparison and "return vs none" in comparison

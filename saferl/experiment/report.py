@@ -45,7 +45,10 @@ RUN_COLUMNS = {
     "human_seconds": "human seconds",
     "mean_return": "mean return",
     "frames": "frames",
+    "final_return": "final return (last 100 episodes)",
+    "return_vs_none": "return vs none",
 }
+FINAL_EPISODES = 100  # the final return is the mean game return of this many last episodes
 BLOCKER_COLUMNS = {
     "labels": "labels",
     "false_negatives": "false negatives",
@@ -419,6 +422,26 @@ def _labour_section(config: Mapping[str, Any], finished: Sequence[Run]) -> str:
             "pace); means over seeds.\n\n" + format_table(rows, COLUMNS))
 
 
+def add_final_returns(finished: Sequence[Run], config: Mapping[str, Any]) -> None:
+    """Add to each run's summary ``final_return`` (the mean game return of its last :data:`FINAL_EPISODES`
+    episodes) and ``return_vs_none``: how much of ``none``'s final return over random play's the run kept,
+    ``(final - random) / (none's mean final - random)``, with the game's ``random_return`` (None where the game
+    states none or there is no ``none`` run)."""
+    from saferl.games import GAMES
+
+    for run in finished:
+        returns = run.episodes.get("game_return", np.empty(0))[-FINAL_EPISODES:]
+        run.summary["final_return"] = float(np.mean(returns)) if len(returns) else None
+    game = GAMES.get(str(config.get("game")))
+    baseline = game.random_return if game is not None else None
+    none = [run.summary["final_return"] for run in finished
+            if run.condition == "none" and run.summary["final_return"] is not None]
+    scale = float(np.mean(none)) - baseline if none and baseline is not None else 0.0
+    for run in finished:
+        final = run.summary["final_return"]
+        run.summary["return_vs_none"] = (final - baseline) / scale if final is not None and scale else None
+
+
 def write_report(run_dir: str | Path) -> list[dict[str, Any]]:
     """Write ``report.json``, ``report.md`` and ``plots/*.png`` into ``run_dir``; return the report rows."""
     run_dir = Path(run_dir)
@@ -431,6 +454,7 @@ def write_report(run_dir: str | Path) -> list[dict[str, Any]]:
     if not finished:
         raise SaferlError(f"no finished runs in {run_dir}: expected runs/<condition>/seed-<k>/summary.json "
                           f"({len(unfinished)} unfinished run folder(s) found)")
+    add_final_returns(finished, config)
     rows = [run.summary for run in finished]
     (run_dir / "report.json").write_text(json.dumps(rows, indent=2) + "\n")
     plot_metric(finished, config, "catastrophes", run_dir / "plots" / "catastrophes.png")

@@ -61,6 +61,8 @@ class Game:
         catastrophe coming while a safe action can still avoid it).
     :param env_kwargs: keyword arguments for ``gymnasium.make`` (frameskip, sticky actions, ...).
     :param episode_ends_text: when an episode ends, in words (see :meth:`episode_over`).
+    :param random_return: a random policy's game return per episode, the zero of ``return_vs_none`` in reports
+        (None: not stated; the report then leaves that ratio out).
     """
 
     name: str
@@ -73,6 +75,7 @@ class Game:
         default_factory=lambda: {"frameskip": 4, "repeat_action_probability": 0.25, "full_action_space": False}
     )
     episode_ends_text: str = "terminated at ALE's game over; truncated at ALE's frame limit (108,000 frames unless set)"
+    random_return: float | None = None
 
     # --- the rules; each game overrides them -------------------------------------------------
     def is_catastrophe(self, before: GameState, after: GameState) -> bool:

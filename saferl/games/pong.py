@@ -56,6 +56,7 @@ class Pong(Game):
 PONG = Pong(
     name="pong",
     env_id="ALE/Pong-v5",
+    random_return=-21.0,  # random play loses every point (-20.7 in Mnih et al. 2015's random-agent table)
     catastrophe_text=(
         "the agent's paddle bottom goes below row 178 (16 px above the field's bottom); "
         "exact, from RAM: bottom row = ram[51] + 1, + 2 when ram[51] is odd (at most 193), the bottom row "
