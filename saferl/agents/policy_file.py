@@ -79,7 +79,7 @@ def load_policy(folder: str | os.PathLike[str], game: str) -> tuple[PolicyRecord
     import torch
     from safetensors.torch import load_model
 
-    from saferl.agents.sb3_agent import ALGORITHMS, sb3_kwargs
+    from saferl.agents.sb3_settings import ALGORITHMS, sb3_kwargs
 
     folder = Path(folder)
     path, fix = folder / METADATA, "restore the agent folder or export it again"

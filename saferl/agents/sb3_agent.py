@@ -19,8 +19,6 @@ from typing import Any, Literal
 import numpy as np
 import torch
 from pydantic import Field
-from stable_baselines3 import A2C, DQN, PPO
-from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
@@ -29,6 +27,7 @@ from stable_baselines3.common.vec_env import VecFrameStack
 
 from saferl.agents import sb3_internals
 from saferl.agents.base import OversightSpec
+from saferl.agents.sb3_settings import ALGORITHMS, sb3_kwargs
 from saferl.device import resolve_device
 from saferl.env.ale import game_action_names
 from saferl.errors import SaferlError
@@ -41,40 +40,13 @@ from saferl.oversight.vec_wrapper import VecOversight
 from saferl.registry import make_overseer
 from saferl.schema import Strict, read_json, validate
 
-ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"dqn": DQN, "a2c": A2C, "ppo": PPO}
 PARAMS_FILE = "params.pt"
 REPLAY_FILE = "replay.npz"
 STATE_FILE = "agent.json"
-ENV_KEYS = ("n_envs", "frame_stack", "backend")
 REPLAY_ARRAYS = ("observations", "next_observations", "actions", "rewards", "dones", "timeouts")
 DAMAGED = "the checkpoint is damaged"
 #: What reading a damaged ``.npz`` raises.
 NPZ_ERRORS = (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error)
-
-
-def linear_schedule(start: float) -> Callable[[float], float]:
-    """A value falling linearly from ``start`` to 0 over training (SB3 passes the progress remaining)."""
-    return lambda progress_remaining: progress_remaining * start
-
-
-def sb3_kwargs(params: dict[str, Any]) -> dict[str, Any]:
-    """SB3 keyword arguments from YAML hyperparameters: ``lin_X`` becomes a linear schedule from X, and
-    ``policy_kwargs.optimizer: RMSpropTFLike`` (with ``optimizer_eps``) becomes the optimizer class."""
-    kwargs = {k: v for k, v in params.items() if k not in ENV_KEYS and k != "policy"}
-    for key, value in kwargs.items():
-        if isinstance(value, str) and value.startswith("lin_"):
-            kwargs[key] = linear_schedule(float(value[4:]))
-    policy_kwargs = dict(kwargs.pop("policy_kwargs", None) or {})
-    if policy_kwargs.get("optimizer") == "RMSpropTFLike":
-        from stable_baselines3.common.sb2_compat.rmsprop_tf_like import RMSpropTFLike
-
-        policy_kwargs.pop("optimizer")
-        policy_kwargs["optimizer_class"] = RMSpropTFLike
-        policy_kwargs["optimizer_kwargs"] = {"alpha": 0.99, "eps": float(policy_kwargs.pop("optimizer_eps", 1e-5)),
-                                             "weight_decay": 0}
-    if policy_kwargs:
-        kwargs["policy_kwargs"] = policy_kwargs
-    return kwargs
 
 
 class AgentRecord(Strict):

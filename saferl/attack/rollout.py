@@ -157,7 +157,7 @@ def train_ppo(env: Any, game: Game, seed: int, steps: int, device: str = "auto")
     from stable_baselines3 import PPO
 
     from saferl.agents import load_hyperparams
-    from saferl.agents.sb3_agent import sb3_kwargs
+    from saferl.agents.sb3_settings import sb3_kwargs
     from saferl.device import resolve_device
 
     n_steps = int(np.clip(steps // env.num_envs, 8, 128))

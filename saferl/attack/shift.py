@@ -68,7 +68,8 @@ def checkpoints(run_dir: str | os.PathLike[str], game: str) -> Iterator[tuple[st
 def checkpoint_policy(env: Any, algorithm: str, hyperparams: dict[str, Any], folder: Path) -> Policy:
     """The policy saved in an SB3 agent checkpoint (``params.pt``, loaded without pickle), for ``env``'s
     frame-stacked observations."""
-    from saferl.agents.sb3_agent import ALGORITHMS, load_params, sb3_kwargs
+    from saferl.agents.sb3_agent import load_params
+    from saferl.agents.sb3_settings import ALGORITHMS, sb3_kwargs
 
     policy_class = ALGORITHMS[algorithm].policy_aliases[hyperparams.get("policy", "CnnPolicy")]
     policy_kwargs = sb3_kwargs(hyperparams).get("policy_kwargs", {})
