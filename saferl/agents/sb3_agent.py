@@ -210,7 +210,7 @@ class SB3Agent:
                                            tensorboard_log=str(log_dir) if log_dir is not None else None,
                                            **sb3_kwargs(hyperparams))
         sb3_internals.check(self.model)
-        if isinstance(self.model, OnPolicyAlgorithm):  # learn's total is the next stop: progress is the run's
+        if isinstance(self.model, OnPolicyAlgorithm):  # each learn call ends at a checkpoint; schedules span the run
             sb3_internals.progress_over_run(self.model, self.total_steps)
 
     @property

@@ -55,7 +55,6 @@ class VecOversight(VecEnvWrapper):
         self.oversight = BatchOversight(game, self.num_envs, overseer, mode, penalty, label_store, first_episode,
                                         emulators)
         self._probed: np.ndarray | None = None  # which envs' counterfactuals ride on the step
-        self._proposed = np.zeros(self.num_envs, np.int64)
         self._counterfactuals: dict[int, bool] = {}
 
     @property
@@ -117,7 +116,6 @@ class VecOversight(VecEnvWrapper):
     def step_async(self, actions: np.ndarray) -> None:
         proposed = np.asarray(actions).astype(np.int64).reshape(self.num_envs)
         executed = self.oversight.choose(proposed.tolist())
-        self._proposed = proposed
         if isinstance(self.venv, SharedMemoryVecEnv):  # the counterfactuals ride on the step: no round trip
             self._probed, self._counterfactuals = executed != proposed, {}
             self.venv.step_async(executed, probes=np.where(self._probed, proposed, -1))
