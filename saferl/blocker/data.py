@@ -2,7 +2,9 @@
 
 An example is (input frames, proposed action, blocked?). The input is built by a
 :class:`Preprocessing`: the paper's single RGB crop resized (the default), or the last ``stack``
-grayscale frames of the same episode. Preprocessed frames are kept as uint8 (one per label) and
+grayscale frames of the same episode, each optionally shifted sideways so the player sits in the
+middle column (a rule about what lies a few pixels left or right of the player is then about fixed
+pixels of the input). Preprocessed frames are kept as uint8 (one per label) and
 scaled to [0, 1] (pixels / 255) only when a batch is made, so 40,000 Space Invaders labels fit in
 memory. Adjacent frames of one episode are nearly identical, so the train / validation / test split
 is by episode, never by frame.
@@ -21,6 +23,7 @@ import numpy as np
 import torch
 
 from saferl.errors import SaferlError
+from saferl.games import PlayerSprite, get_game
 from saferl.labels.store import LabelStore
 
 COLORS = ("rgb", "gray")
@@ -37,6 +40,8 @@ class Preprocessing:
     :param color: ``rgb`` (3 channels a frame) or ``gray`` (1 channel a frame).
     :param stack: how many frames of the episode make one input, the newest last.
     :param interpolation: how to resize: ``linear`` (``cv2.resize``'s default), ``area``, ``nearest``.
+    :param center: shift each frame sideways (before the crop; columns shifted in are black) so this sprite's
+        column becomes the frame's middle column; a frame where it does not show is left as it is.
     """
 
     crop: tuple[int, int, int, int]
@@ -44,6 +49,7 @@ class Preprocessing:
     color: str = "rgb"
     stack: int = 1
     interpolation: str = "linear"
+    center: PlayerSprite | None = None
 
     def __post_init__(self) -> None:
         top, bottom, left, right = self.crop
@@ -76,6 +82,8 @@ class Preprocessing:
             if frame.ndim != 3 or frame.shape[2] != 3 or frame.shape[0] < bottom or frame.shape[1] < right:
                 raise SaferlError(f"frames of shape {frame.shape} do not hold the crop {self.crop}: "
                                   "this preprocessing is for another frame size")
+            if self.center is not None:
+                frame = centered(frame, self.center)
             image = frame[top:bottom, left:right]
             if image.shape[:2] != (height, width):
                 image = cv2.resize(image, (width, height), interpolation=INTERPOLATIONS[self.interpolation])
@@ -92,8 +100,28 @@ class Preprocessing:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Preprocessing:
         """The preprocessing described by :meth:`to_dict` output."""
+        center = data.get("center")
+        sprite = None if center is None else PlayerSprite(int(center["top"]), int(center["bottom"]),
+                                                          tuple(int(v) for v in center["color"]))
         return cls(crop=tuple(int(v) for v in data["crop"]), size=tuple(int(v) for v in data["size"]),
-                   color=str(data["color"]), stack=int(data["stack"]), interpolation=str(data["interpolation"]))
+                   color=str(data["color"]), stack=int(data["stack"]), interpolation=str(data["interpolation"]),
+                   center=sprite)
+
+
+def centered(frame: np.ndarray, sprite: PlayerSprite) -> np.ndarray:
+    """``frame`` (H x W x 3) shifted sideways so ``sprite``'s column is column W // 2, black where nothing shifts in;
+    ``frame`` itself when the sprite does not show."""
+    column = sprite.column(frame)
+    if column is None:
+        return frame
+    width = frame.shape[1]
+    shift = width // 2 - column
+    out = np.zeros_like(frame)
+    if shift >= 0:
+        out[:, shift:] = frame[:, :width - shift]
+    else:
+        out[:, :shift] = frame[:, -shift:]
+    return out
 
 
 # The paper's crops: Pong rows 34-194 resized to 105x80; Space Invaders and Road Runner 160x160.
@@ -103,12 +131,23 @@ _CROPS: dict[str, tuple[tuple[int, int, int, int], tuple[int, int]]] = {
     "road_runner": ((40, 200, 0, 160), (160, 160)),
 }
 _FULL_FRAME = ((0, 210, 0, 160), (105, 80))
+# Games whose Blocker sees its input centred on the player by default.
+_CENTERED: frozenset[str] = frozenset()
 
 
-def default_preprocessing(game: str, color: str = "rgb", stack: int = 1) -> Preprocessing:
-    """The paper's crop for ``game`` (the full frame at 105x80 for games it did not use)."""
+def default_preprocessing(game: str, color: str = "rgb", stack: int = 1, center: bool | None = None) -> Preprocessing:
+    """The paper's crop for ``game`` (the full frame at 105x80 for games it did not use).
+
+    :param center: centre each frame on the game's player sprite (None: the game's default).
+    """
     crop, size = _CROPS.get(game, _FULL_FRAME)
-    return Preprocessing(crop=crop, size=size, color=color, stack=stack)
+    if center is None:
+        center = game in _CENTERED
+    sprite = get_game(game).player_sprite if center else None
+    if center and sprite is None:
+        raise SaferlError(f"{game} does not say where its player is drawn, so its frames cannot be centred on it: "
+                          "leave out --center")
+    return Preprocessing(crop=crop, size=size, color=color, stack=stack, center=sprite)
 
 
 def to_float(inputs: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:

@@ -54,6 +54,14 @@ def known_game(name: str) -> str:
     return name
 
 
+class SpriteRecord(Strict):
+    """A sprite to centre on (:class:`~saferl.games.PlayerSprite`)."""
+
+    top: int = Field(ge=0, le=1024)
+    bottom: int = Field(ge=1, le=1024)
+    color: list[Annotated[int, Field(ge=0, le=255)]] = Field(min_length=3, max_length=3)
+
+
 class PreprocessingRecord(Strict):
     """The preprocessing fields of a Blocker's metadata (:class:`~saferl.blocker.data.Preprocessing`)."""
 
@@ -62,6 +70,7 @@ class PreprocessingRecord(Strict):
     color: Literal["rgb", "gray"]
     stack: int = Field(ge=1, le=32)
     interpolation: Literal[tuple(INTERPOLATIONS)]  # type: ignore[valid-type]
+    center: SpriteRecord | None = None
 
 
 class ModelRecord(Strict):

@@ -92,6 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="rebalance blocks by loss weights (the paper) or by sampling")
     train.add_argument("--color", default="rgb", choices=("rgb", "gray"), help="frames as RGB (the paper) or gray")
     train.add_argument("--stack", type=positive, default=1, help="frames per input (e.g. --color gray --stack 4)")
+    train.add_argument("--center", action=argparse.BooleanOptionalAction, default=None,
+                       help="shift each frame sideways so the player sits in the middle (default: the game's preset)")
     train.add_argument("--margin", type=float, default=0.0,
                        help="safety margin: lower the threshold to also block this fraction of the out-of-fold "
                             "passes (e.g. 0.01)")

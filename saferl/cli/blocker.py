@@ -27,7 +27,7 @@ def cmd_train_blocker(args: argparse.Namespace) -> int:
     defaults = default_model_config(game.name)
     dropout = defaults.dropout if args.dropout is None else args.dropout
     model = ModelConfig(defaults.convs, defaults.filters, defaults.fc, dropout)
-    preprocessing = default_preprocessing(game.name, color=args.color, stack=args.stack)
+    preprocessing = default_preprocessing(game.name, color=args.color, stack=args.stack, center=args.center)
     result = fit_blocker(args.labels, game.name, out, preprocessing, model, config, margin=args.margin,
                          folds=args.folds)
     print(result.test.table())

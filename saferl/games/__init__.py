@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from saferl.errors import SaferlError
-from saferl.games.base import Game, GameState, Rect
+from saferl.games.base import Game, GameState, PlayerSprite, Rect
 from saferl.games.pong import PONG
 from saferl.games.road_runner import ROAD_RUNNER
 from saferl.games.space_invaders import SPACE_INVADERS
@@ -19,4 +19,4 @@ def get_game(name: str) -> Game:
         raise SaferlError(f"unknown game {name!r} (--game): choose one of {', '.join(sorted(GAMES))}") from None
 
 
-__all__ = ["GAMES", "Game", "GameState", "Rect", "get_game"]
+__all__ = ["GAMES", "Game", "GameState", "PlayerSprite", "Rect", "get_game"]

@@ -49,6 +49,22 @@ class Rect:
 
 
 @dataclass(frozen=True)
+class PlayerSprite:
+    """Where the player is drawn: pixels of ``color`` in rows [top, bottom) of the RGB frame. Their mean column
+    is the player's column (a Blocker can centre its input on it: :class:`~saferl.blocker.data.Preprocessing`)."""
+
+    top: int
+    bottom: int
+    color: tuple[int, int, int]
+
+    def column(self, frame: np.ndarray) -> int | None:
+        """The player's column in ``frame`` (H x W x 3 uint8), or None when no pixel of its colour shows."""
+        rows = frame[self.top:self.bottom]
+        columns = np.flatnonzero(np.all(rows == np.asarray(self.color, np.uint8), axis=2).any(axis=0))
+        return int(round(columns.mean())) if len(columns) else None
+
+
+@dataclass(frozen=True)
 class Game:
     """Base class of a game; subclasses override the rule methods.
 
@@ -63,6 +79,8 @@ class Game:
     :param episode_ends_text: when an episode ends, in words (see :meth:`episode_over`).
     :param random_return: a random policy's game return per episode, the zero of ``return_vs_none`` in reports
         (None: not stated; the report then leaves that ratio out).
+    :param player_sprite: where the player is drawn (None: not stated), for Blockers that see their input
+        centred on the player.
     """
 
     name: str
@@ -76,6 +94,7 @@ class Game:
     )
     episode_ends_text: str = "terminated at ALE's game over; truncated at ALE's frame limit (108,000 frames unless set)"
     random_return: float | None = None
+    player_sprite: PlayerSprite | None = None
 
     # --- the rules; each game overrides them -------------------------------------------------
     def is_catastrophe(self, before: GameState, after: GameState) -> bool:

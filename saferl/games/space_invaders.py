@@ -42,7 +42,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from saferl.games.base import Game, GameState, Rect
+from saferl.games.base import Game, GameState, PlayerSprite, Rect
 
 # RAM
 RAM_SHIP_X = 28
@@ -219,4 +219,5 @@ SPACE_INVADERS = SpaceInvaders(
         "leave from (ram[28] + 3), and with a shot still in flight up to 4 px the way the action moves "
         "(sticky actions can relaunch it next step); execute NOOP, RIGHT, LEFT instead"
     ),
+    player_sprite=PlayerSprite(SHIP_TIP_ROW, SHIP_TIP_ROW + 1, SHIP_COLOR),  # the cannon's tip: ram[28] + 2
 )
