@@ -10,11 +10,13 @@ import pytest
 
 from saferl.errors import SaferlError
 from saferl.experiment.report import (
+    RUN_COLUMNS,
     band,
     format_table,
     load_runs,
     read_csv,
     step_on_grid,
+    windowed_rate,
     write_report,
 )
 
@@ -139,7 +141,7 @@ def test_report_rows_tables_and_plots(run_dir: tuple[Path, list[dict]], fill_cal
 
     expected = sorted(summaries, key=lambda row: (row["condition"] != "none", row["seed"]))
     assert [(row["condition"], row["seed"]) for row in rows] == [("none", 0), ("none", 1), ("hirl", 0), ("hirl", 1)]
-    added = ("final_return", "return_vs_none")
+    added = ("final_return", "return_vs_none", "frames_to_return_0", "frames_to_return_10")
     assert [{k: v for k, v in row.items() if k not in added} for row in rows] == expected
     assert json.loads((folder / "report.json").read_text()) == rows
 
@@ -154,11 +156,12 @@ def test_report_rows_tables_and_plots(run_dir: tuple[Path, list[dict]], fill_cal
     # the means over seeds, column by column: catastrophes during, after, total; false negatives (= total);
     # blocks (2 x total + 40); block rate (blocks / 1000); catastrophes on blocks (total // 4); human labels;
     # human seconds; mean return; frames; final return (-20.55 and -18.30; -12.05 and -9.55: see the test below) and
-    # return vs none ((0.45 + 2.70) / 2 / 1.575 = 1; (8.95 + 11.45) / 2 / 1.575 = 6.48)
+    # return vs none ((0.45 + 2.70) / 2 / 1.575 = 1; (8.95 + 11.45) / 2 / 1.575 = 6.48); frames to return 0 and +10
+    # (never reached)
     assert table_row(none, "mean")[1:] == ["4", "12", "16", "16", "72", "0.072", "4", "0", "0", "-19.9", "16,000",
-                                           "-19.4", "1"]
+                                           "-19.4", "1", "–", "–"]
     assert table_row(hirl, "mean")[1:] == ["0.5", "0", "0.5", "0.5", "41", "0.041", "0", "1,000", "1,367", "-11.2",
-                                           "16,000", "-10.8", "6.48"]
+                                           "16,000", "-10.8", "6.48", "–", "–"]
 
     comparison = section(markdown, "Comparison")
     # 16 ± t(0.975, 1) * std([12, 20]) / sqrt(2) = 16 ± 12.706 * 4
@@ -175,7 +178,7 @@ def test_report_rows_tables_and_plots(run_dir: tuple[Path, list[dict]], fill_cal
 
     assert_png(folder / "plots" / "catastrophes.png")
     assert_png(folder / "plots" / "returns.png")
-    assert len(fill_calls) == 4  # a band per condition and plot
+    assert len(fill_calls) == 6  # a band per condition and plot (catastrophes, returns, blocks)
 
 
 def test_one_seed_has_no_band(tmp_path: Path, fill_calls: list[int]) -> None:
@@ -270,3 +273,31 @@ def test_final_return_and_the_share_of_nones_return_kept_over_random_play(run_di
                                   ("hirl", 1): 11.45 / 1.575})
     comparison = section((folder / "report.md").read_text(), "Comparison")
     assert "final return (last 100 episodes)" in comparison and "return vs none" in comparison
+
+
+def test_frames_to_each_milestone_are_the_first_at_which_the_running_mean_return_reached_it(tmp_path: Path) -> None:
+    """Returns -21, -11, -1, 9, 19, then 19 on: the mean so far first reaches 0 after episode 5 (14 / 6) and +10 after
+    episode 11 (128 / 12, against 109 / 11 before); a run that never climbs reaches neither."""
+    folder = tmp_path / "experiment"
+    write_config(folder, ["none", "hirl"], [0])
+    write_run(folder, "hirl", 0, FIGURES["hirl", 0])
+    write_run(folder, "none", 0, FIGURES["none", 0])
+    returns = [-21, -11, -1, 9, 19] + [19] * 15
+    lines = [EPISODE_HEADER] + [f"{k},0,200,0,1,0,0,0,0.0,0.0,{r},{r},training,{(k + 1) * 200},{(k + 1) * 800}"
+                                for k, r in enumerate(returns)]
+    (folder / "runs" / "hirl" / "seed-0" / "episodes.csv").write_text("\n".join(lines) + "\n")
+    rows = {row["condition"]: row for row in write_report(folder)}
+    assert rows["hirl"]["frames_to_return_0"] == 6 * 800
+    assert rows["hirl"]["frames_to_return_10"] == 12 * 800
+    assert rows["none"]["frames_to_return_0"] is None and rows["none"]["frames_to_return_10"] is None
+    markdown = (folder / "report.md").read_text()
+    cells = table_row(section(markdown, "Condition `hirl`"), "0")
+    assert cells[1 + list(RUN_COLUMNS.values()).index("frames to return +10")] == "9,600"
+    assert "](plots/blocks.png)" in markdown
+    assert_png(folder / "plots" / "blocks.png")
+
+
+def test_blocks_per_thousand_steps_count_the_growth_over_a_window_of_log_rows() -> None:
+    steps = np.array([0, 1000, 2000, 3000, 5000])
+    blocks = np.array([0, 4, 4, 10, 30])
+    assert windowed_rate(steps, blocks, rows=2).tolist() == [0.0, 4.0, 2.0, 3.0, 26 / 3]

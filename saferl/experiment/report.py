@@ -1,7 +1,7 @@
 """The experiment report: tables and plots of a run folder written by ``saferl experiment``.
 
 Reads ``RUN_DIR/config.json`` and ``RUN_DIR/runs/<condition>/seed-<k>/{summary.json,curve.csv,episodes.csv}``
-and writes ``report.json``, ``report.md`` and ``plots/{catastrophes,returns}.png`` beside them. A run without a
+and writes ``report.json``, ``report.md`` and ``plots/{catastrophes,returns,blocks}.png`` beside them. A run without a
 readable ``summary.json`` did not finish: it is left out and named in the report. CSV files written by a crash
 may end in a partial line, which is dropped.
 """
@@ -47,8 +47,12 @@ RUN_COLUMNS = {
     "frames": "frames",
     "final_return": "final return (last 100 episodes)",
     "return_vs_none": "return vs none",
+    "frames_to_return_0": "frames to return 0",
+    "frames_to_return_10": "frames to return +10",
 }
 FINAL_EPISODES = 100  # the final return is the mean game return of this many last episodes
+MILESTONES = (0, 10)  # the report gives the first frame at which the final-return mean reached each
+BLOCK_RATE_ROWS = 20  # blocks per 1,000 steps are counted over this many rows of curve.csv
 BLOCKER_COLUMNS = {
     "labels": "labels",
     "false_negatives": "false negatives",
@@ -266,10 +270,26 @@ def band(curves: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return mean, mean - half, mean + half
 
 
+def windowed_rate(steps: np.ndarray, counts: np.ndarray, rows: int) -> np.ndarray:
+    """Per 1,000 steps, the growth of the cumulative ``counts`` over the last ``rows`` rows (fewer at the start)."""
+    back = np.maximum(np.arange(len(steps)) - rows, 0)
+    span = steps - steps[back]
+    return np.where(span > 0, 1000.0 * (counts - counts[back]) / np.maximum(span, 1), 0.0)
+
+
 def _series(runs: Sequence[Run], what: str) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(frames, values) of each run that has data: cumulative catastrophes or smoothed game returns."""
+    """(frames, values) of each run that has data: cumulative catastrophes, blocks per 1,000 steps or smoothed
+    game returns."""
     series = []
     for run in runs:
+        if what == "blocks":
+            if not run.curve or run.curve.get("frames", np.empty(0)).size == 0:
+                continue
+            for name in ("frames", "step", "blocks"):
+                if name not in run.curve:
+                    raise SaferlError(f"{run.path} has no column {name!r} in its curve.csv")
+            series.append((run.curve["frames"], windowed_rate(run.curve["step"], run.curve["blocks"], BLOCK_RATE_ROWS)))
+            continue
         if what == "catastrophes":
             table, column = run.curve, "catastrophes"
         else:
@@ -286,7 +306,7 @@ def _series(runs: Sequence[Run], what: str) -> list[tuple[np.ndarray, np.ndarray
 
 
 def plot_metric(runs: Sequence[Run], config: Mapping[str, Any], what: str, path: Path) -> None:
-    """Plot ``what`` ("catastrophes" or "returns") against frames, one line per condition, into ``path``."""
+    """Plot ``what`` ("catastrophes", "blocks" or "returns") against frames, one line per condition, into ``path``."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -328,6 +348,10 @@ def plot_metric(runs: Sequence[Run], config: Mapping[str, Any], what: str, path:
         ax.set_ylim(bottom=0)
         ax.set_title(f"{game}, {agent}: cumulative catastrophes")
         ax.set_ylabel("cumulative catastrophes (mean over seeds, 95% CI)")
+    elif what == "blocks":
+        ax.set_ylim(bottom=0)
+        ax.set_title(f"{game}, {agent}: blocks per 1,000 steps")
+        ax.set_ylabel(f"blocks per 1,000 steps, over {BLOCK_RATE_ROWS} log rows (mean over seeds)")
     else:
         ax.set_title(f"{game}, {agent}: game return (mean of last {SMOOTH_EPISODES} episodes)")
         ax.set_ylabel("game return (mean over seeds, 95% CI)")
@@ -400,7 +424,8 @@ def _markdown(config: Mapping[str, Any], run_dir: Path, finished: Sequence[Run],
                      "handover (the deferring overseer: decisions asked and why, decided itself, ensembles "
                      "trained; one decision can be asked for several reasons).\n\n" + format_table(asking, columns))
     parts.append("## Plots\n\n![Cumulative catastrophes against frames](plots/catastrophes.png)\n\n"
-                 "![Game return against frames](plots/returns.png)")
+                 "![Game return against frames](plots/returns.png)\n\n"
+                 "![Blocks per 1,000 steps against frames](plots/blocks.png)")
     if unfinished:
         names = ", ".join(f"`{run.path.relative_to(run_dir)}`" for run in unfinished)
         parts.append(f"Runs not finished (left out): {names}.")
@@ -424,14 +449,21 @@ def _labour_section(config: Mapping[str, Any], finished: Sequence[Run]) -> str:
 
 def add_final_returns(finished: Sequence[Run], config: Mapping[str, Any]) -> None:
     """Add to each run's summary ``final_return`` (the mean game return of its last :data:`FINAL_EPISODES`
-    episodes) and ``return_vs_none``: how much of ``none``'s final return over random play's the run kept,
-    ``(final - random) / (none's mean final - random)``, with the game's ``random_return`` (None where the game
-    states none or there is no ``none`` run)."""
+    episodes), ``frames_to_return_<level>`` (the frames at the end of the first episode at which that mean, over the
+    episodes so far, reached each of :data:`MILESTONES`; None if it never did) and ``return_vs_none``: how much of
+    ``none``'s final return over random play's the run kept, ``(final - random) / (none's mean final - random)``,
+    with the game's ``random_return`` (None where the game states none or there is no ``none`` run)."""
     from saferl.games import GAMES
 
     for run in finished:
-        returns = run.episodes.get("game_return", np.empty(0))[-FINAL_EPISODES:]
-        run.summary["final_return"] = float(np.mean(returns)) if len(returns) else None
+        returns = run.episodes.get("game_return", np.empty(0))
+        run.summary["final_return"] = float(np.mean(returns[-FINAL_EPISODES:])) if len(returns) else None
+        running = trailing_mean(returns, FINAL_EPISODES) if len(returns) else returns
+        for level in MILESTONES:
+            reached = np.flatnonzero(running >= level)
+            frames = run.episodes.get("frames")
+            run.summary[f"frames_to_return_{level}"] = (float(frames[reached[0]]) if len(reached) and frames is not None
+                                                        else None)
     game = GAMES.get(str(config.get("game")))
     baseline = game.random_return if game is not None else None
     none = [run.summary["final_return"] for run in finished
@@ -459,5 +491,6 @@ def write_report(run_dir: str | Path) -> list[dict[str, Any]]:
     (run_dir / "report.json").write_text(json.dumps(rows, indent=2) + "\n")
     plot_metric(finished, config, "catastrophes", run_dir / "plots" / "catastrophes.png")
     plot_metric(finished, config, "returns", run_dir / "plots" / "returns.png")
+    plot_metric(finished, config, "blocks", run_dir / "plots" / "blocks.png")
     (run_dir / "report.md").write_text(_markdown(config, run_dir, finished, unfinished))
     return rows
