@@ -76,3 +76,20 @@ def test_a_damaged_or_foreign_agent_is_refused_in_one_line(saved_agent, tmp_path
         assert main(["evaluate", *args]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and says in err[0], err
+
+
+@pytest.mark.slow
+def test_an_a3c_agent_with_its_lstm_state_plays_through_evaluate(tmp_path):
+    """An exported A3C agent with an LSTM (its state carried through evaluate's act function) plays whole episodes
+    under the scripted overseer; the same seed and deterministic play give the same episodes twice."""
+    agent = make_agent("a3c", PONG, 400, OversightSpec(), seed=0, hyperparams={"n_workers": 2, "lstm": True})
+    agent.learn_until(200)
+    agent.export_policy(tmp_path / "agent")
+    agent.close()
+    first, again = (evaluate_agent(tmp_path / "agent", "pong", overseer="scripted", episodes=2, max_frames=3000,
+                                   seed=3, deterministic=True) for _ in range(2))
+    assert first["episodes"] == 2 and first["catastrophes"] == 0 and first["catastrophes_on_blocks"] == 0
+    assert 2 * 100 < first["steps"] <= 2 * 750
+    assert first["returns"] == again["returns"] and first["blocks"] == again["blocks"]
+    assert main(["evaluate", str(tmp_path / "agent"), "--game", "pong", "--episodes", "1", "--max-frames", "800",
+                 "--json"]) == 0
