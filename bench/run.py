@@ -4,7 +4,7 @@
    Blocker the next two use (6,000 random-play labels under the scripted rule), unless ``--blocker DIR``.
 2. ``env_speed``: 8 envs' steps/s: the C++ AtariVectorEnv, AsyncVectorEnv + AtariWrapper, saferl's
    backends bare, and SharedMemoryVecEnv under oversight with each overseer.
-3. ``training_fps``: DQN and PPO training fps with that Blocker overseeing against without oversight.
+3. ``training_fps``: DQN, PPO and A2C training fps with that Blocker overseeing against without oversight.
 
 Every figure is a ratio of configurations measured side by side in the same run. The JSON holds each
 benchmark's figures under its prefix (``env_speed.*``, ...) and the headline figures:
@@ -12,9 +12,11 @@ benchmark's figures under its prefix (``env_speed.*``, ...) and the headline fig
 AsyncVectorEnv + AtariWrapper with none; target >= 1.3), ``oversight_vec_vs_cpp`` (the same over the
 bare C++ AtariVectorEnv), ``oversight_vec_vs_async_by_cpu`` (the first from CPU time per step),
 ``blocker_training_fps_ratio`` (Blocker-overseen training fps over
-unoverseen, the lower of DQN and PPO; target >= 0.9), ``blocker_training_cpu_ratio`` (the same
-from CPU time per step, which the load of a busy machine moves less) and ``blocker_acting_fps_ratio``
-(the same counting only the time spent acting, not updating: what a learner with free updates would see).
+unoverseen, the lowest of DQN, PPO and A2C; target >= 0.9), ``blocker_training_cpu_ratio`` (the same
+from CPU time per step, which the load of a busy machine moves less), ``blocker_acting_fps_ratio``
+(the same counting only the time spent acting, not updating: what a learner with free updates would see),
+and A2C's own three, the learner of ``experiments/pong_learning.yml``: ``a2c_training_fps_ratio``,
+``a2c_training_cpu_ratio`` and ``a2c_acting_fps_ratio`` (target >= 0.95 training and acting).
 
     python bench/run.py [--game pong] [--scale 1.0] [--blocker DIR] [--json]
 """
@@ -55,12 +57,15 @@ def run(game: str = "pong", scale: float = 1.0, rounds: int = 3, blocker: str | 
     result["blocker_training_fps_ratio"] = parts["training_fps"]["blocker_training_fps_ratio"]
     result["blocker_training_cpu_ratio"] = parts["training_fps"]["blocker_training_cpu_ratio"]
     result["blocker_acting_fps_ratio"] = parts["training_fps"]["blocker_acting_fps_ratio"]
+    for key in training_fps.A2C_HEADLINES:
+        result[key] = parts["training_fps"][key]
     result["seconds"] = round(time.perf_counter() - start, 1)
     print(f"== oversight on, 8 envs: x{result['oversight_vec_vs_async']} of AsyncVectorEnv+AtariWrapper (target >= 1.3), "
           f"x{result['oversight_vec_vs_async_by_cpu']} by CPU per step, x{result['oversight_vec_vs_cpp']} of the C++ "
           f"AtariVectorEnv; Blocker-overseen training: "
           f"x{result['blocker_training_fps_ratio']} of unoverseen fps (target >= 0.9), x{result['blocker_training_cpu_ratio']} "
-          f"by CPU per step, x{result['blocker_acting_fps_ratio']} acting only; {result['seconds']:.0f} s")
+          f"by CPU per step, x{result['blocker_acting_fps_ratio']} acting only; A2C: x{result['a2c_training_fps_ratio']} "
+          f"training, x{result['a2c_acting_fps_ratio']} acting only (target >= 0.95); {result['seconds']:.0f} s")
     return result
 
 

@@ -1,22 +1,24 @@
-"""Training fps of DQN and PPO with a Blocker overseeing against without oversight, side by side.
+"""Training fps of DQN, PPO and A2C with a Blocker overseeing against without oversight, side by side.
 
 For each algorithm two agents learn Pong from the same seed as ``saferl experiment`` builds them
 (``make_agent``, the zoo's hyperparameters with a smaller replay buffer and an early start of
-learning): one unoverseen (``none``: no frames, no review), one overseen by the Blocker in
-``--blocker DIR`` (mode replace: RGB frames in every step, one batched review, a safe action and a
-counterfactual per block). Torch runs on one thread unless ``--threads`` says otherwise: on a busy
-machine threads that wait for each other slow both agents alike, and the run by much. After a
-warm-up (DQN: until learning starts; PPO: one rollout and its update) they learn a few hundred steps
-(DQN) or a rollout and its update (PPO) at a time in interleaved rounds; the medians of steps per
+learning; A2C as ``experiments/pong_learning.yml`` runs it: 8 envs on the ``shared`` backend): one
+unoverseen (``none``: no frames, no review), one overseen by the Blocker in ``--blocker DIR`` (mode
+replace: one batched review a step, a safe action and a counterfactual per block). Torch runs on one
+thread unless ``--threads`` says otherwise: on a busy machine threads that wait for each other slow
+both agents alike, and the run by much. After a warm-up (DQN: until learning starts; PPO: one rollout
+and its update; A2C: 4 rollouts and updates) they learn a few hundred steps (DQN), a rollout and its
+update (PPO) or 20 rollouts and updates (A2C) at a time in interleaved rounds; the medians of steps per
 second (env steps, action selection and gradient updates, all counted) are reported with the
 overseen/unoverseen ratio, and beside it the ratio of CPU time per step (this process and its env
 workers), which the load of a busy machine moves less. The acting figures count only the time in
 SB3's ``collect_rollouts`` (env steps, the policy, oversight; no gradient updates): the ratio that
 oversight would leave a learner whose updates cost nothing (a fast GPU).
-``blocker_training_fps_ratio`` (``blocker_training_cpu_ratio``, ``blocker_acting_fps_ratio``) is the lower
-of the two algorithms' ratios.
+``blocker_training_fps_ratio`` (``blocker_training_cpu_ratio``, ``blocker_acting_fps_ratio``) is the lowest
+of the measured algorithms' ratios; ``a2c_training_fps_ratio`` (``a2c_training_cpu_ratio``,
+``a2c_acting_fps_ratio``) is A2C's, the learner of ``experiments/pong_learning.yml`` (target >= 0.95).
 
-    python bench/training_fps.py --blocker DIR [--game pong] [--json]
+    python bench/training_fps.py --blocker DIR [--game pong] [--algorithms dqn,ppo,a2c] [--json]
 """
 
 from __future__ import annotations
@@ -28,14 +30,26 @@ from typing import Any
 
 from sidebyside import bench_parser, interleaved, print_json, rate, ratio
 
+A2C_ENVS = 8
+HEADLINES = {"training_fps": "blocker_vs_none", "training_cpu": "blocker_vs_none_by_cpu",
+             "acting_fps": "acting_blocker_vs_none"}
+"""The headline figures (``blocker_<figure>_ratio``, and ``a2c_<figure>_ratio`` when A2C is measured) and the
+per-algorithm key each is read from."""
+A2C_HEADLINES = tuple(f"a2c_{figure}_ratio" for figure in HEADLINES)
+
 
 def sizes(algorithm: str, scale: float) -> tuple[dict[str, Any], int, int]:
     """Hyperparameter overrides, warm-up steps and measured steps per round, at ``scale`` (1: DQN learns from
     step 500 with a 5,000-step buffer and is timed 400 steps a round; PPO is timed one rollout of 8 envs x
-    128 steps and its update a round, after one as warm-up)."""
+    128 steps and its update a round, after one as warm-up; A2C, with the settings of
+    ``experiments/pong_learning.yml`` (8 envs, ``shared`` backend, the zoo's 5 steps a rollout), is timed 20
+    rollouts and their updates a round, after 4 as warm-up)."""
     if algorithm == "dqn":
         starts = max(8, int(500 * scale))
         return {"buffer_size": 5000, "learning_starts": starts}, starts + 100, max(8, int(400 * scale))
+    if algorithm == "a2c":
+        rollout = A2C_ENVS * 5
+        return {"n_envs": A2C_ENVS, "backend": "shared"}, rollout * max(1, round(4 * scale)), rollout * max(1, round(20 * scale))
     n_steps = max(16, int(128 * scale))
     rollout = 8 * n_steps
     return {"n_steps": n_steps, "batch_size": min(256, rollout)}, rollout, rollout
@@ -78,7 +92,7 @@ def fps(agent: Any, steps: int, cpu: list[float] | None = None) -> float:
     return rate(work, cpu)
 
 
-def measure(blocker: str, game_name: str = "pong", algorithms: tuple[str, ...] = ("dqn", "ppo"),
+def measure(blocker: str, game_name: str = "pong", algorithms: tuple[str, ...] = ("dqn", "ppo", "a2c"),
             rounds: int = 3, scale: float = 1.0, threads: int = 1,
             log: Callable[[str], None] = print) -> dict[str, Any]:
     """Training fps with and without the Blocker for each algorithm, side by side, on ``threads`` torch threads."""
@@ -130,19 +144,23 @@ def measure(blocker: str, game_name: str = "pong", algorithms: tuple[str, ...] =
             f"Blocker ({blocks} blocks, {false_positives} not needed)   x{share:.3f}; CPU per step "
             f"{cpu_us['none']:,.0f} / {cpu_us['blocker']:,.0f} us   x{cpu_share:.3f}; acting only "
             f"{acting_fps['none']:,.0f} / {acting_fps['blocker']:,.0f} fps   x{acting_share:.3f}")
-    for figure, key in (("training_fps", "blocker_vs_none"), ("training_cpu", "blocker_vs_none_by_cpu"),
-                        ("acting_fps", "acting_blocker_vs_none")):
+    for figure, key in HEADLINES.items():
         result[f"blocker_{figure}_ratio"] = min(result[f"{a}_{key}"] for a in algorithms)
+        if "a2c" in algorithms:
+            result[f"a2c_{figure}_ratio"] = result[f"a2c_{key}"]
     log(f"Blocker-overseen training fps over unoverseen (lowest of {', '.join(algorithms)}): "
         f"x{result['blocker_training_fps_ratio']} (target >= 0.9); by CPU per step: x{result['blocker_training_cpu_ratio']}; "
         f"acting only: x{result['blocker_acting_fps_ratio']}")
+    if "a2c" in algorithms:
+        log(f"A2C (8 envs, shared backend): x{result['a2c_training_fps_ratio']} training, "
+            f"x{result['a2c_acting_fps_ratio']} acting only (target >= 0.95 both)")
     return result
 
 
 def main() -> None:
     parser = bench_parser(__doc__)
     parser.add_argument("--blocker", required=True, help="a trained Blocker folder (bench/blocker_training.py --out)")
-    parser.add_argument("--algorithms", default="dqn,ppo")
+    parser.add_argument("--algorithms", default="dqn,ppo,a2c", help="comma-separated: dqn, ppo, a2c")
     parser.add_argument("--scale", type=float, default=1.0, help="multiply the steps per measurement (and warm-up)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: steadiest on a busy machine)")
     args = parser.parse_args()
