@@ -68,6 +68,35 @@ def test_ram_barrier_bitmap_and_shot_column_match_the_pixels():
     assert np.flatnonzero(shot).tolist() == [GAP_COLUMN]
 
 
+def test_once_the_game_stops_drawing_the_barriers_they_count_as_gone_and_no_shot_hits_them():
+    """Random play of seed 2 (sticky actions) brings the invaders down to the barriers' rows within 2,300 steps;
+    from then on the game draws no barrier though their bits stay in RAM, and the random policy's shots (nothing
+    blocked) never hit them. Everywhere the RAM barrier columns are the drawn ones but on a few steps where an
+    enemy shot's erosion shows a frame late."""
+    env, ale = _env(seed=2, sticky=True)
+    rng = np.random.default_rng(2)
+    state = _snapshot(ale)
+    steps, undrawn, fires, hits, agree = 2300, 0, 0, 0, 0
+    for _ in range(steps):
+        drawn = _barrier_pixels(state.frame).any(axis=0)
+        agree += np.array_equal(barrier_columns(state.ram), drawn)
+        gone = bool(state.ram[43:70].any()) and not barrier_columns(state.ram).any()
+        action = int(rng.integers(6))
+        undrawn += gone
+        fires += gone and action in (FIRE, RIGHTFIRE, LEFTFIRE)
+        _, _, terminated, truncated, _ = env.step(action)
+        after = _snapshot(ale)
+        hits += gone and SPACE_INVADERS.is_catastrophe(state, after)
+        if gone:
+            assert not drawn.any()
+        if terminated or truncated:
+            env.reset()
+            after = _snapshot(ale)
+        state = after
+    assert undrawn > 200 and fires > 80 and hits == 0
+    assert agree > 0.99 * steps
+
+
 @pytest.mark.parametrize("column", [42, 46, 78])
 def test_shot_into_a_barrier_is_caught_at_the_hit_step(column):
     env, ale = _env(seed=0, sticky=False)
@@ -144,6 +173,10 @@ def test_should_block_only_firing_near_barriers():
     assert SPACE_INVADERS.should_block(at(38, shot_y=60), RIGHTFIRE)
     assert not SPACE_INVADERS.should_block(at(38, shot_y=60), LEFTFIRE)
     assert not SPACE_INVADERS.should_block(at(38, shot_y=60), FIRE)
+    undrawn = at(42)
+    undrawn.ram[114] = 0  # the invaders reached the barriers' rows: the game no longer draws them, nor hits them
+    assert not any(SPACE_INVADERS.should_block(undrawn, action) for action in firing)
+    assert not [zone for zone in SPACE_INVADERS.danger_zones(undrawn) if zone.label.startswith("FIRE blocked")]
     zones = SPACE_INVADERS.danger_zones(state)
     blocked = [zone for zone in zones if zone.label.startswith("FIRE blocked")]
     assert [(zone.left, zone.right) for zone in blocked] == [(40, 52), (72, 84), (104, 116)]

@@ -25,11 +25,15 @@ LEFTFIRE are blocked when a bunker bit lies in a column the shot can leave from:
 frames covered), and, when a shot is still in flight, also up to 2 px further the way the action
 moves (RIGHTFIRE -2..+4, LEFTFIRE -4..+2): the flying shot can be freed by an invader hit while the
 action is still sticky in the next step, and the held FIRE relaunches it there. So a shot in flight
-calls for a wider margin, not a narrower one. The safe action drops the FIRE (the paper's map).
+calls for a wider margin, not a narrower one. Once the invaders come down to the barriers' rows the
+game stops drawing the barriers (RAM 114 turns 0; their bits stay in RAM 43-69) and no shot hits
+them: nothing is blocked then. The safe action drops the FIRE (the paper's map).
 
 Measured with a uniform random policy over the 6 actions, v5 defaults (sticky actions 0.25),
 10,000-step runs: without blocking about 115 catastrophes per 5,000 steps (2,277 in 100,000). With
-this rule 0 in 600,000 steps (60 seeds), blocking 26 % of the steps (155,961). Narrower rules let
+this rule 0 in 600,000 steps (seeds 100-159), blocking 25 % of the steps (152,697); 10,026 of those
+steps came after the barriers stopped being drawn, and none of the 5,024 shots fired then under their
+bits (nothing blocked) hit them. Narrower rules let
 shots through: the paper's (block when the cannon's tip column is under a barrier) 478 in 100,000;
 windows for up to 2 sticky frames (FIRE -1..+1, RIGHTFIRE -1..+3, LEFTFIRE -3..+1) 6 in 400,000;
 the same windows whether or not a shot flies (FIRE -2..+2, RIGHTFIRE -2..+3, LEFTFIRE -3..+2) 1 in
@@ -45,6 +49,7 @@ import numpy as np
 from saferl.games.base import Game, GameState, PlayerSprite, Rect
 
 # RAM
+RAM_BARRIERS_DRAWN = 114  # 0 once the invaders reach the barriers' rows and the game stops drawing them
 RAM_SHIP_X = 28
 RAM_SHOT_Y = 85
 RAM_BUNKERS = slice(43, 70)  # 3 bunkers x 9 rows, one byte a row, most significant bit leftmost
@@ -75,7 +80,10 @@ SPILL = {FIRE: (0, 0), RIGHTFIRE: (0, 2), LEFTFIRE: (-2, 0)}
 
 
 def barrier_columns(ram: np.ndarray) -> np.ndarray:
-    """A bool per frame column: does any bunker bit (RAM 43-69) lie in it?"""
+    """A bool per frame column: does a drawn bunker's bit (RAM 43-69) lie in it? None do once the game stops
+    drawing the bunkers (RAM 114 = 0): their bits stay in RAM, but no shot hits them."""
+    if int(ram[RAM_BARRIERS_DRAWN]) == 0:
+        return np.zeros(FRAME_WIDTH, dtype=bool)
     rows = np.asarray(ram, dtype=np.uint8)[RAM_BUNKERS].reshape(len(BARRIER_LEFT), 9)
     bits = np.unpackbits(np.bitwise_or.reduce(rows, axis=1)[:, None], axis=1).astype(bool)
     columns = np.zeros(FRAME_WIDTH, dtype=bool)
@@ -217,7 +225,8 @@ SPACE_INVADERS = SpaceInvaders(
     blocking_rule_text=(
         "block FIRE, RIGHTFIRE, LEFTFIRE when a barrier lies within 2 px of the column the shot would "
         "leave from (ram[28] + 3), and with a shot still in flight up to 4 px the way the action moves "
-        "(sticky actions can relaunch it next step); execute NOOP, RIGHT, LEFT instead"
+        "(sticky actions can relaunch it next step); nothing once the invaders reach the barriers' rows and the game "
+        "stops drawing them; execute NOOP, RIGHT, LEFT instead"
     ),
     player_sprite=PlayerSprite(SHIP_TIP_ROW, SHIP_TIP_ROW + 1, SHIP_COLOR),  # the cannon's tip: ram[28] + 2
 )
