@@ -174,7 +174,7 @@ def test_should_block_only_firing_near_barriers():
     assert not SPACE_INVADERS.should_block(at(38, shot_y=60), LEFTFIRE)
     assert not SPACE_INVADERS.should_block(at(38, shot_y=60), FIRE)
     undrawn = at(42)
-    undrawn.ram[114] = 0  # the invaders reached the barriers' rows: the game no longer draws them, nor hits them
+    undrawn.ram[115] = 252  # the invaders reached the barriers' rows: the game no longer draws them, nor hits them
     assert not any(SPACE_INVADERS.should_block(undrawn, action) for action in firing)
     assert not [zone for zone in SPACE_INVADERS.danger_zones(undrawn) if zone.label.startswith("FIRE blocked")]
     zones = SPACE_INVADERS.danger_zones(state)
