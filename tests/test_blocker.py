@@ -458,10 +458,13 @@ def test_the_overseer_stacks_frames_exactly_as_the_dataset_does(tmp_path):
 
 
 @pytest.mark.slow
-def test_the_blocker_scores_each_batch_ahead_on_a_thread_with_the_decisions_of_a_fresh_review(trained):
-    """VecOversight hands the next contexts to the Blocker as they arrive, so their scoring runs while the agent
-    chooses; the review then only waits for it. Its decisions equal a review from scratch, and with stacked
-    frames a prefetch that is not used (contexts not the reviewed ones) adds no frame to the stack."""
+@pytest.mark.parametrize("backend", ["shared", "subproc"])
+def test_the_blocker_scores_each_batch_ahead_with_the_decisions_of_a_fresh_review(trained, backend):
+    """VecOversight has the next contexts scored as they arrive, so their scoring runs while the agent chooses:
+    in an env worker process on SharedMemoryVecEnv (the Blocker's frame scorer), on the overseer's thread on other
+    worker-process backends; the review then only waits for it. Its decisions equal a review from scratch, episode
+    ends included, and with stacked frames a prefetch that is not used (contexts not the reviewed ones) adds no
+    frame to the stack."""
     torch.set_num_threads(1)  # prefetching is for one torch thread (the experiments' default)
     folder, _ = trained
     blocker = load_scorer(folder, game="pong")
@@ -469,19 +472,26 @@ def test_the_blocker_scores_each_batch_ahead_on_a_thread_with_the_decisions_of_a
     scored_on = []
     score = ahead._score
     ahead._score = lambda contexts: scored_on.append(threading.current_thread().name) or score(contexts)
-    venv = make_vec_env(PONG, n_envs=3, overseer=ahead, seed=4, preprocess=False)
+    venv = make_vec_env(PONG, n_envs=3, overseer=ahead, seed=4, preprocess=False, backend=backend,
+                        max_num_frames_per_episode=200)  # episodes of 50 steps: resets within the run
     venv.reset()
     rng = np.random.default_rng(4)
-    blocks = 0
+    blocks = ends = 0
     for _ in range(120):
         actions = rng.integers(6, size=3)
         expected = fresh.review_batch(venv.contexts, actions.tolist())
-        _, _, _, infos = venv.step(actions)
+        _, _, dones, infos = venv.step(actions)
         assert [info["blocked"] for info in infos] == [d.block for d in expected]
         assert [info["score"] for info in infos] == [d.score for d in expected]
+        assert [info["executed_action"] for info in infos] == [d.safe_action if d.block else a
+                                                              for d, a in zip(expected, actions)]
         blocks += sum(d.block for d in expected)
+        ends += int(dones.sum())
     venv.close()
-    assert blocks > 0 and ahead.batches == 120
+    assert blocks > 0 and ends >= 6 and ahead.batches == 120
+    if backend == "shared":
+        assert scored_on == [], "every batch was scored in the worker process"
+        return
     assert len(scored_on) == 121 and all(name.startswith("blocker-prefetch") for name in scored_on), \
         "every batch was scored ahead, on the thread (the last one after the final step)"
     workers = list(ahead._thread._threads)

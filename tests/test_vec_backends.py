@@ -8,7 +8,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from saferl.env.factory import choose_backend
+from saferl.env.factory import choose_backend, make_raw_vec_env
 from saferl.env.ground_truth import HOLD
 from saferl.env.shared_vec_env import SharedMemoryVecEnv
 from saferl.errors import SaferlError
@@ -168,3 +168,52 @@ def test_worker_errors_name_the_worker_and_the_cause():
 def test_the_worker_module_stays_light():
     code = "import sys, saferl.env.vec_worker; assert 'torch' not in sys.modules and 'stable_baselines3' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def pid_of(frames):
+    """A scorer that says where it ran."""
+    return os.getpid()
+
+
+def fails(frames):
+    raise ValueError("this scorer fails")
+
+
+def test_a_scorer_runs_in_a_worker_on_the_frame_each_env_steps_from_next():
+    """The scorer sees every env's RGB frame that its next step starts from (after an episode's end, the next
+    episode's first frame); its answer does not cross the answers of commands sent while it scores; a scorer that
+    fails names the worker, one that cannot be pickled is refused."""
+    venv = make_raw_vec_env(PONG, 3, 1, with_frame=True, preprocess=True, backend="shared",
+                            max_num_frames_per_episode=40)  # episodes of 10 steps
+    try:
+        venv.set_scorer(np.stack)
+        venv.reset()
+        venv.score_async()
+        assert np.array_equal(venv.score_wait(), np.stack([info["game_state"].frame for info in venv.reset_infos]))
+        ends = 0
+        for step in range(20):
+            _, _, dones, infos = venv.step(np.array([step % 6, 2, 3]))
+            venv.score_async()
+            assert venv.get_attr("render_mode") == [None] * 3, "answered while the scorer runs"
+            expected = [(venv.reset_infos[i] if dones[i] else infos[i])["game_state"].frame for i in range(3)]
+            assert np.array_equal(venv.score_wait(), np.stack(expected))
+            ends += int(dones.sum())
+        assert ends == 6 and dones.all(), "the last step ended every episode: the scorer saw the next ones' frames"
+        assert not np.array_equal(expected[0], infos[0]["game_state"].frame)
+        venv.set_scorer(pid_of)
+        venv.score_async()
+        assert venv.score_wait() == venv.worker_pids[0] != os.getpid()
+        venv.set_scorer(fails)
+        venv.score_async()
+        with pytest.raises(RuntimeError, match="worker 0 failed(.|\n)*this scorer fails"):
+            venv.score_wait()
+        with pytest.raises(ValueError, match="cannot be sent to a worker"):
+            venv.set_scorer(lambda frames: None)
+    finally:
+        venv.close()
+    bare = make_raw_vec_env(PONG, 2, 1, with_frame=False, preprocess=True, backend="shared")
+    try:
+        with pytest.raises(ValueError, match="with_frame=True"):
+            bare.set_scorer(np.stack)
+    finally:
+        bare.close()

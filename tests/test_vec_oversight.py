@@ -1,14 +1,20 @@
 """The batched oversight wrapper over SB3 VecEnvs."""
 
+from dataclasses import fields
+
 import numpy as np
 import pytest
 
+from saferl.blocker import BlockerOverseer, new_blocker
 from saferl.errors import SaferlError
 from saferl.games import get_game
 from saferl.oversight import BaseOverseer, Decision, LookaheadOverseer, ScriptedOverseer
 from saferl.oversight.envs import make_vec_env
+from saferl.oversight.metrics import Outcome
 
 PONG = get_game("pong")
+ACTIONS = ["NOOP", "FIRE", "RIGHT", "LEFT", "RIGHTFIRE", "LEFTFIRE"]
+OUTCOME = [field.name for field in fields(Outcome)]
 
 
 class CountingOverseer(ScriptedOverseer):
@@ -158,3 +164,42 @@ def test_prune_leaves_a_blocked_env_where_it_was_while_the_others_step(backend):
         assert venv.counters.totals["blocks"] == 3 and venv.counters.totals["steps"] == 18
     finally:
         venv.close()
+
+
+@pytest.mark.parametrize("mode", ["replace", "prune"])
+def test_a_blocker_scored_in_a_worker_process_decides_as_one_scored_here(mode):
+    """On SharedMemoryVecEnv the Blocker's scores come from a worker process: every step's outcome and the counters
+    equal those of the same Blocker reviewing in this process (in-process envs), through a handover from the
+    scripted rule, episode ends, pruned steps and a handover back."""
+    runs = {backend: make_vec_env(PONG, n_envs=3, overseer=ScriptedOverseer(), mode=mode, seed=3, with_frame=True,
+                                  backend=backend, max_num_frames_per_episode=120)  # episodes of 30 steps
+            for backend in ("shared", "dummy")}
+    here = []
+    try:
+        for venv in runs.values():
+            venv.reset()
+        blocker = new_blocker("pong", ACTIONS, seed=0)  # blocks half the actions of the first frame
+        frame = blocker.preprocessing.frames([runs["dummy"].contexts[0].state.frame])
+        blocker.threshold_logit = float(np.median(blocker.action_logits(frame)))
+        rng = np.random.default_rng(3)
+        for step in range(90):
+            if step in (20, 70):
+                for backend, venv in runs.items():
+                    overseer = BlockerOverseer(blocker) if step == 20 else ScriptedOverseer()
+                    score = overseer._score if step == 20 else None
+                    if score is not None:
+                        overseer._score = lambda contexts, b=backend, s=score: here.append(b) or s(contexts)
+                    venv.set_overseer(overseer)
+            actions = rng.integers(6, size=3)
+            outcomes = {backend: venv.step(actions)[1:] for backend, venv in runs.items()}
+            (rewards, dones, infos), (rewards_here, dones_here, infos_here) = outcomes.values()
+            assert np.array_equal(rewards, rewards_here) and np.array_equal(dones, dones_here)
+            assert [[info[key] for key in OUTCOME] for info in infos] == [[info[key] for key in OUTCOME]
+                                                                          for info in infos_here]
+        totals = {backend: venv.counters.totals for backend, venv in runs.items()}
+        assert totals["shared"] == totals["dummy"] and totals["shared"]["blocks"] > 10
+        assert set(here) == {"dummy"}, "on the shared backend every batch was scored in the worker"
+        assert runs["dummy"].counters.episodes and not runs["shared"].venv._scoring
+    finally:
+        for venv in runs.values():
+            venv.close()

@@ -40,9 +40,10 @@ class BlockerOverseer(BaseOverseer):
     ``Decision.score`` is the block probability of the proposed action. With stacked-frame preprocessing the
     overseer keeps each env's recent frames, restarting them when the env starts a new episode.
 
-    The scores do not depend on the proposed actions, so :meth:`prefetch` starts on the next batch's
-    frames as soon as they arrive, on a background thread, while the agent chooses its actions (the
-    env workers' core is idle then): the review itself then only waits for the result.
+    The scores do not depend on the proposed actions, so they can be computed as soon as the frames
+    arrive, while the agent chooses its actions: where the envs run (:meth:`frame_scorer`, which an env
+    worker process runs on the next batch's frames, handing the answer to :meth:`use_scores`), or on a
+    background thread here (:meth:`prefetch`). The review itself then only waits for the result.
 
     :param blocker: a trained Blocker (or an ensemble of them).
     """
@@ -82,6 +83,23 @@ class BlockerOverseer(BaseOverseer):
             self._thread = ThreadPoolExecutor(1, thread_name_prefix="blocker-prefetch")
         batch = list(contexts)
         self._ahead = batch, self._thread.submit(self._score, batch)
+
+    def frame_scorer(self) -> FrameScorer | None:
+        """The scoring of :meth:`review_batch` as a picklable function of the frames (the same preprocessing and
+        forward passes, so the same scores), to run where the envs run; None with stacked frames (each env's
+        stack lives here) or a Blocker off the CPU (it stays where its device is)."""
+        members = getattr(self.blocker, "members", [self.blocker])
+        on_cpu = all(getattr(getattr(member, "device", None), "type", None) == "cpu" for member in members)
+        return FrameScorer(self.blocker) if on_cpu and self.blocker.preprocessing.stack == 1 else None
+
+    def use_scores(self, contexts: Sequence[StepContext], scores: tuple[np.ndarray, np.ndarray]) -> None:
+        """The logits and novelty :meth:`frame_scorer`'s function gave for ``contexts``' frames: the next
+        :meth:`review_batch` on the same contexts (the same objects) decides from them."""
+        self._take_ahead([])
+        logits, novel = scores
+        done: Future[tuple[np.ndarray, np.ndarray, dict[int, Any]]] = Future()
+        done.set_result((logits, novel, {}))
+        self._ahead = list(contexts), done
 
     def _take_ahead(self, contexts: Sequence[StepContext]) -> tuple[np.ndarray, np.ndarray] | None:
         """The prefetched scores and novelty if they were for ``contexts`` (the same objects), waiting for them,
@@ -155,22 +173,46 @@ class BlockerOverseer(BaseOverseer):
         blocked = logits >= self.blocker.threshold_logit
         novel = np.zeros(len(contexts), bool) if novel is None else novel
         self.novel_states += int(novel.sum())
+        rows, proposed = np.arange(len(contexts)), np.asarray(actions, np.int64).reshape(-1)
+        scores = sigmoid(logits[rows, proposed]).tolist()  # the same floats as one sigmoid per action
+        blocks, novelties = blocked[rows, proposed].tolist(), novel.tolist()
         decisions = []
-        for k, (context, action) in enumerate(zip(contexts, actions)):
-            action = int(action)
-            score = float(sigmoid(logits[k, action]))
-            if novel[k] and not blocked[k, action] and not _game_keeps(context, action, blocked[k]):
+        for k, (context, action) in enumerate(zip(contexts, proposed.tolist())):
+            if novelties[k] and not blocks[k] and not _game_keeps(context, action, blocked[k]):
                 self.novel_blocks += 1
-            elif not blocked[k, action]:
-                decisions.append(Decision(block=False, score=score))
+            elif not blocks[k]:
+                decisions.append(Decision(block=False, score=scores[k]))
                 continue
             decisions.append(Decision(block=True, safe_action=replacement(context, action, logits[k], blocked[k]),
-                                      score=score))
+                                      score=scores[k]))
         return decisions
 
     def stats(self) -> dict[str, int]:
         """How many states were novel, and how many passes the novelty check turned into blocks."""
         return {"novel_states": self.novel_states, "novel_blocks": self.novel_blocks}
+
+
+class FrameScorer:
+    """A Blocker's block logits of every action (B x n_actions) and novelty (B) for a batch of B RGB frames: what
+    :meth:`BlockerOverseer.review_batch` computes before it looks at the proposed actions (frames of one step,
+    no stacking). Picklable, so that an env worker process can run it; there it runs torch on as many threads as
+    the process that built it (batches of up to 64 run on one in either, as :class:`~saferl.blocker.model.Blocker`
+    runs them).
+
+    :param blocker: a Blocker or an ensemble of them.
+    """
+
+    def __init__(self, blocker: Scorer) -> None:
+        self.blocker = blocker
+        self.threads = torch.get_num_threads()
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        if torch.get_num_threads() != self.threads:
+            torch.set_num_threads(self.threads)
+
+    def __call__(self, frames: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        return self.blocker.assess(self.blocker.preprocessing.frames(frames))
 
 
 def _game_safe(context: StepContext, action: int) -> int | None:

@@ -17,15 +17,22 @@ The envs are the same as :func:`saferl.oversight.envs.make_vec_env` builds with 
 worker. The oversight's counterfactuals (would the overridden action have held a catastrophe?) ride
 on the step itself (``step_async(actions, probes)``): no extra round trip. The emulators live in the
 workers, so overseers that simulate the envs (look-ahead) need the in-process backend.
+
+What an overseer computes from the frames alone (the Blocker's scores of every action) can run in
+worker 0 (:meth:`SharedMemoryVecEnv.set_scorer`): after a step it scores all envs' new frames from the
+shared arrays while the agent chooses its next actions, so neither the frames' preprocessing nor the
+CNN sits in the learner's process.
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import pickle
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection
+from multiprocessing.reduction import ForkingPickler
 from typing import Any
 
 import gymnasium as gym
@@ -62,13 +69,17 @@ class SharedMemoryVecEnv(VecEnv):
     :param recipe: the game and env settings.
     :param n_envs: how many envs.
     :param n_workers: worker processes (None: one per CPU, less the one this process steps on).
-    :param in_process: step a block of envs in this process too.
+    :param in_process: step a block of envs in this process too (None: unless the envs write RGB frames,
+        which an overseer's frame scorer reads in worker 0 (:meth:`set_scorer`) and label stores in this
+        process: then this process only learns and oversees, and its envs' frames need no writing here).
     :param start_method: multiprocessing start method (``forkserver`` as SB3's SubprocVecEnv: scripts need
         an ``if __name__ == "__main__":`` guard).
     """
 
-    def __init__(self, recipe: EnvRecipe, n_envs: int, n_workers: int | None = None, in_process: bool = True,
+    def __init__(self, recipe: EnvRecipe, n_envs: int, n_workers: int | None = None, in_process: bool | None = None,
                  start_method: str = "forkserver") -> None:
+        if in_process is None:
+            in_process = not recipe.frames
         if n_workers is None:
             n_workers = available_cpus() - int(in_process)
         n_workers = max(0, min(n_workers, n_envs - int(in_process)))
@@ -89,6 +100,9 @@ class SharedMemoryVecEnv(VecEnv):
         self._local: EnvBlock | None = None
         self.closed = False
         self.waiting = False
+        self._fresh: tuple[int, ...] = tuple(range(n_envs))  # envs whose next step starts from their reset_ rows
+        self._scoring = False  # worker 0 owes the answer of a score command
+        self._score: tuple[Any] | None = None  # that answer, once received
         try:
             for block in blocks:
                 parent, child = context.Pipe()
@@ -127,6 +141,7 @@ class SharedMemoryVecEnv(VecEnv):
 
     def _run(self, command: str, data: Any) -> None:
         """Run ``command`` on every env: the workers' blocks and this process's."""
+        self._finish_scoring()
         for conn in self._conns:
             conn.send((command, data))
         if self._local is not None:
@@ -139,6 +154,7 @@ class SharedMemoryVecEnv(VecEnv):
         for i in self._get_indices(indices):
             groups.setdefault(self._owner[int(i)], []).append(int(i))
         remote = [w for w in groups if w != LOCAL]
+        self._finish_scoring()
         for w in remote:
             self._conns[w].send((command, (groups[w], *data)))
         answers: dict[int, Any] = {}
@@ -164,6 +180,7 @@ class SharedMemoryVecEnv(VecEnv):
         seeds = dict(enumerate(self._seeds))
         options = dict(enumerate(self._options))
         self._run("reset", (seeds, options))
+        self._fresh = tuple(range(self.num_envs))
         self.reset_infos = [{**info, "catastrophe": False} for info in self._infos("reset_")]
         self._reset_seeds()
         self._reset_options()
@@ -172,6 +189,7 @@ class SharedMemoryVecEnv(VecEnv):
     def step_async(self, actions: np.ndarray, probes: np.ndarray | None = None) -> None:
         """Step every env; ``probes`` (one per env, negative for none) are actions each env simulates on a
         snapshot first, in the same round trip (:meth:`probed_catastrophes` then says what they held)."""
+        self._finish_scoring()
         self._arrays["action"][:] = np.asarray(actions).reshape(self.num_envs)
         self._arrays["probe"][:] = -1 if probes is None else np.asarray(probes).reshape(self.num_envs)
         for conn in self._conns:
@@ -186,6 +204,7 @@ class SharedMemoryVecEnv(VecEnv):
         arrays = self._arrays
         terminated, truncated = arrays["terminated"].copy(), arrays["truncated"].copy()
         dones = terminated | truncated
+        self._fresh = tuple(np.flatnonzero(dones).tolist())
         catastrophes = arrays["catastrophe"].tolist()
         infos = self._infos("")
         if dones.any():
@@ -202,10 +221,57 @@ class SharedMemoryVecEnv(VecEnv):
         """After a step with ``probes``: whether each env's probed action would have held a catastrophe."""
         return self._arrays["probe_catastrophe"].copy()
 
+    # --- scoring where the frames are -----------------------------------------------------------
+    def set_scorer(self, scorer: Callable[[list[np.ndarray]], Any] | None) -> None:
+        """Have worker process 0 run ``scorer`` (None: none) on the RGB frames of all envs at each :meth:`score_async`.
+
+        :raises ValueError: without a worker process or frames, or when ``scorer`` cannot be pickled.
+        """
+        if not self._conns:
+            raise ValueError("SharedMemoryVecEnv runs a scorer in a worker process: this one has none (n_workers=0)")
+        if not self.recipe.frames:
+            raise ValueError("a scorer reads RGB frames: build the envs with with_frame=True")
+        try:
+            message = ForkingPickler.dumps(("set_scorer", scorer))
+        except (pickle.PicklingError, AttributeError, TypeError) as err:  # what pickling raises on a local object
+            raise ValueError(f"the scorer cannot be sent to a worker process: {err}") from None
+        self._finish_scoring()
+        self._score = None
+        self._conns[0].send_bytes(message)
+        self._gather([0])
+
+    def score_async(self) -> None:
+        """Start the scorer (:meth:`set_scorer`) in worker 0 on the RGB frame each env's next step starts from (after
+        an episode's end, its next episode's first frame), and return: the agent chooses its actions meanwhile,
+        and the worker, which has stepped its envs, would idle. :meth:`score_wait` returns the answer."""
+        self._finish_scoring()
+        self._score = None
+        self._conns[0].send(("score", self._fresh))
+        self._scoring = True
+
+    def score_wait(self) -> Any:
+        """The scorer's answer to the last :meth:`score_async` (waiting for it)."""
+        self._finish_scoring()
+        if self._score is None:
+            raise RuntimeError("score_wait() without score_async()")
+        (answer,), self._score = self._score, None
+        return answer
+
+    def _finish_scoring(self) -> None:
+        """Receive worker 0's answer to an outstanding score command (kept for :meth:`score_wait`): before anything
+        else is sent to it, so answers never cross."""
+        if self._scoring:
+            self._scoring = False
+            self._score = (self._gather([0])[0],)
+
     def close(self) -> None:
         if self.closed:
             return
         self.closed = True
+        try:
+            self._finish_scoring()
+        except RuntimeError:  # a dead or failed worker: closed below all the same
+            pass
         for conn, process in zip(self._conns, self._processes):
             try:
                 if self.waiting:

@@ -6,6 +6,7 @@ Kept free of torch and stable-baselines3, so a worker process starts in a fracti
 from __future__ import annotations
 
 import traceback
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
@@ -179,10 +180,28 @@ class EnvBlock:
 
     def __init__(self, recipe: EnvRecipe, indices: list[int], arrays: dict[str, np.ndarray]) -> None:
         self.slots = {i: EnvSlot(recipe, i, arrays) for i in indices}
+        self.arrays = arrays
         self.actions, self.probes, self.probed = arrays["action"], arrays["probe"], arrays["probe_catastrophe"]
+        self.scorer: Callable[[list[np.ndarray]], Any] | None = None
+
+    def score(self, fresh: Collection[int]) -> Any:
+        """The scorer's answer on every env's RGB frame (of all the vector's envs, not only this block's): the
+        frame each env's next step starts from, the ``reset_`` row for the envs in ``fresh`` (just reset)."""
+        if self.scorer is None:
+            raise RuntimeError("no scorer: set one first (SharedMemoryVecEnv.set_scorer)")
+        if "frame" not in self.arrays:
+            raise RuntimeError("the scorer reads RGB frames: build the envs with with_frame=True")
+        frames, reset_frames = self.arrays["frame"], self.arrays["reset_frame"]
+        return self.scorer([reset_frames[i] if i in fresh else frames[i] for i in range(len(frames))])
 
     def handle(self, command: str, data: Any) -> Any:
-        """Run ``command`` (``step``, ``reset``, ``call``, ``get``, ``set``, ``close``) on the envs; its answer."""
+        """Run ``command`` (``step``, ``reset``, ``call``, ``get``, ``set``, ``set_scorer``, ``score``, ``close``)
+        on the envs; its answer."""
+        if command == "score":
+            return self.score(frozenset(data))
+        if command == "set_scorer":
+            self.scorer = data
+            return None
         if command == "step":
             for i, slot in self.slots.items():
                 if self.probes[i] >= 0:  # the counterfactual of an overridden action, before the real step

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
 
 from saferl.env.emulator import Emulator
 from saferl.games import Game, GameState
@@ -83,6 +85,16 @@ class Overseer(Protocol):
         """Start on the contexts reviewed next, while the agent chooses its actions."""
         ...
 
+    def frame_scorer(self) -> Callable[[list[np.ndarray]], Any] | None:
+        """What the review computes from the RGB frames alone, before any action is proposed, as a picklable
+        function of a batch of frames that may run where the envs run (None: nothing)."""
+        ...
+
+    def use_scores(self, contexts: Sequence[StepContext], scores: Any) -> None:
+        """The answer of :meth:`frame_scorer`'s function on these contexts' frames, computed elsewhere: the next
+        review of the same contexts decides from it."""
+        ...
+
     def stats(self) -> dict[str, Any]:
         """What the overseer tells of its work (reported with the run)."""
         ...
@@ -94,7 +106,7 @@ class Overseer(Protocol):
 
 class BaseOverseer:
     """Convenience base: ``review_batch`` loops over ``review`` (batched overseers override it), and the optional
-    hooks do nothing: no hindsight, no prefetch, no stats, nothing to close."""
+    hooks do nothing: no hindsight, no prefetch, no frame scorer, no stats, nothing to close."""
 
     name: str = "overseer"
     requires: frozenset[str] = frozenset()
@@ -112,6 +124,12 @@ class BaseOverseer:
 
     def prefetch(self, contexts: Sequence[StepContext]) -> None:
         return None
+
+    def frame_scorer(self) -> Callable[[list[np.ndarray]], Any] | None:
+        return None
+
+    def use_scores(self, contexts: Sequence[StepContext], scores: Any) -> None:
+        raise NotImplementedError(f"the {self.name} overseer has no frame scorer")
 
     def stats(self) -> dict[str, Any]:
         return {}

@@ -56,6 +56,9 @@ class VecOversight(VecEnvWrapper):
                                         emulators)
         self._probed: np.ndarray | None = None  # which envs' counterfactuals ride on the step
         self._counterfactuals: dict[int, bool] = {}
+        self._worker_scores = False  # a worker process runs the overseer's frame scorer
+        self._scoring = False  # ... and owes the scores of the current contexts
+        self._score_in_worker()
 
     @property
     def overseer(self) -> Overseer | None:
@@ -77,17 +80,47 @@ class VecOversight(VecEnvWrapper):
         contexts = self.oversight.contexts
         if "frame" in requires and contexts and contexts[0] is not None and contexts[0].state.frame is None:
             raise SaferlError(f"the {overseer.name} overseer reads frames: build the envs with with_frame=True")
+        self._drop_scores()
         self.oversight.set_overseer(overseer, mode, label_store)
+        self._score_in_worker()
         self._prefetch()
 
-    def _prefetch(self) -> None:
-        """Tell the overseer which contexts it reviews next, if it can start on them early (the Blocker can).
+    def _score_in_worker(self) -> None:
+        """Have a worker process of a SharedMemoryVecEnv run the overseer's frame scorer, if it has one (the
+        Blocker has) that can be pickled; else the overseer scores in this process."""
+        scorer = self.overseer.frame_scorer() if self.overseer is not None else None
+        venv = self.venv
+        if scorer is not None and not (isinstance(venv, SharedMemoryVecEnv) and venv.recipe.frames and venv.worker_pids):
+            scorer = None
+        if scorer is not None:
+            try:
+                venv.set_scorer(scorer)
+            except ValueError:  # a scorer that cannot be pickled (a test's stand-in, a hook on the net)
+                scorer = None
+        if scorer is None and self._worker_scores:
+            venv.set_scorer(None)
+        self._worker_scores = scorer is not None
 
-        Only when the envs step in other processes, whose cores are idle while the agent chooses: with
-        in-process envs the background thread slowed DQN on 1 env, while on SharedMemoryVecEnv it sped up DQN on
-        4 envs and PPO on 8 (``python bench/run.py``)."""
+    def _drop_scores(self) -> None:
+        """Receive and drop the scores a worker owes for the current contexts (the overseer or the episodes change)."""
+        if self._scoring:
+            self._scoring = False
+            self.venv.score_wait()
+
+    def _prefetch(self) -> None:
+        """Start on the contexts the overseer reviews next, if it can start early (the Blocker can).
+
+        Only when the envs step in other processes, whose cores are idle while the agent chooses: in a worker
+        process of SharedMemoryVecEnv when the overseer has a frame scorer, else on the overseer's own
+        background thread. With in-process envs the thread slowed DQN on 1 env, while on SharedMemoryVecEnv it
+        sped up DQN on 4 envs and PPO on 8 (``python bench/run.py``)."""
         contexts = self.oversight.contexts
-        if self.overseer is not None and contexts[0] is not None and not isinstance(self.venv, DummyVecEnv):
+        if self.overseer is None or contexts[0] is None:
+            return
+        if self._worker_scores:
+            self.venv.score_async()
+            self._scoring = True
+        elif not isinstance(self.venv, DummyVecEnv):
             self.overseer.prefetch(contexts)
 
     @property
@@ -106,6 +139,7 @@ class VecOversight(VecEnvWrapper):
         self.oversight.start_episode(index, info["game_state"])
 
     def reset(self) -> VecEnvObs:
+        self._drop_scores()
         obs = self.venv.reset()
         for index, info in enumerate(self.venv.reset_infos):
             self.oversight.end_episode(index)
@@ -115,6 +149,9 @@ class VecOversight(VecEnvWrapper):
 
     def step_async(self, actions: np.ndarray) -> None:
         proposed = np.asarray(actions).astype(np.int64).reshape(self.num_envs)
+        if self._scoring:
+            self._scoring = False
+            self.overseer.use_scores(self.oversight.contexts, self.venv.score_wait())
         executed = self.oversight.choose(proposed.tolist())
         if isinstance(self.venv, SharedMemoryVecEnv):  # the counterfactuals ride on the step: no round trip
             self._probed, self._counterfactuals = executed != proposed, {}
