@@ -13,10 +13,16 @@ second (env steps, action selection and gradient updates, all counted) are repor
 overseen/unoverseen ratio, and beside it the ratio of CPU time per step (this process and its env
 workers), which the load of a busy machine moves less. The acting figures count only the time in
 SB3's ``collect_rollouts`` (env steps, the policy, oversight; no gradient updates): the ratio that
-oversight would leave a learner whose updates cost nothing (a fast GPU).
-``blocker_training_fps_ratio`` (``blocker_training_cpu_ratio``, ``blocker_acting_fps_ratio``) is the lowest
-of the measured algorithms' ratios; ``a2c_training_fps_ratio`` (``a2c_training_cpu_ratio``,
-``a2c_acting_fps_ratio``) is A2C's, the learner of ``experiments/pong_learning.yml`` (target >= 0.95).
+oversight would leave a learner whose updates cost nothing (a fast GPU). Beside them, the CPU time per
+step the learner's own process (all its threads, not its env workers) spends acting: what oversight
+costs the process the learner waits on. Where the env workers have cores of their own, the acting fps
+ratio follows it; on a machine whose cores are all busy, the fps ratios follow the CPU time of all
+processes (``*_by_cpu``).
+``blocker_training_fps_ratio`` (``blocker_training_cpu_ratio``, ``blocker_acting_fps_ratio``,
+``blocker_acting_learner_cpu_ratio``) is the lowest of the measured algorithms' ratios;
+``a2c_training_fps_ratio`` (``a2c_training_cpu_ratio``, ``a2c_acting_fps_ratio``,
+``a2c_acting_learner_cpu_ratio``) is A2C's, the learner of ``experiments/pong_learning.yml`` (target >= 0.95
+training and acting).
 
     python bench/training_fps.py --blocker DIR [--game pong] [--algorithms dqn,ppo,a2c] [--json]
 """
@@ -32,7 +38,7 @@ from sidebyside import bench_parser, interleaved, print_json, rate, ratio
 
 A2C_ENVS = 8
 HEADLINES = {"training_fps": "blocker_vs_none", "training_cpu": "blocker_vs_none_by_cpu",
-             "acting_fps": "acting_blocker_vs_none"}
+             "acting_fps": "acting_blocker_vs_none", "acting_learner_cpu": "acting_blocker_vs_none_by_learner_cpu"}
 """The headline figures (``blocker_<figure>_ratio``, and ``a2c_<figure>_ratio`` when A2C is measured) and the
 per-algorithm key each is read from."""
 A2C_HEADLINES = tuple(f"a2c_{figure}_ratio" for figure in HEADLINES)
@@ -56,18 +62,20 @@ def sizes(algorithm: str, scale: float) -> tuple[dict[str, Any], int, int]:
 
 
 class ActingClock:
-    """The seconds an SB3 model spends in ``collect_rollouts``: acting (env steps, the policy, oversight), not updating."""
+    """The seconds an SB3 model spends in ``collect_rollouts``: acting (env steps, the policy, oversight), not
+    updating; ``learner_cpu``: the CPU seconds this process (all its threads, not its env workers) spent there."""
 
     def __init__(self, model: Any) -> None:
-        self.seconds, self._collect = 0.0, model.collect_rollouts
+        self.seconds, self.learner_cpu, self._collect = 0.0, 0.0, model.collect_rollouts
         model.collect_rollouts = self._timed
 
     def _timed(self, *args: Any, **kwargs: Any) -> Any:
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         try:
             return self._collect(*args, **kwargs)
         finally:
             self.seconds += time.perf_counter() - start
+            self.learner_cpu += time.process_time() - cpu
 
 
 def build_agent(algorithm: str, game: Any, overseer: str, scale: float = 1.0, seed: int = 0) -> Any:
@@ -109,13 +117,17 @@ def measure(blocker: str, game_name: str = "pong", algorithms: tuple[str, ...] =
                   for name, overseer in (("none", "none"), ("blocker", f"blocker:{blocker}"))}
         cpu: dict[str, list[float]] = {name: [] for name in agents}
         acting: dict[str, list[float]] = {name: [] for name in agents}
+        learner: dict[str, list[float]] = {name: [] for name in agents}
         clocks = {name: ActingClock(agent.model) for name, agent in agents.items()}
 
-        def measure_round(name: str, agents=agents, clocks=clocks, steps=steps, cpu=cpu, acting=acting) -> float:
+        def measure_round(name: str, agents=agents, clocks=clocks, steps=steps, cpu=cpu, acting=acting,
+                          learner=learner) -> float:
             agent, clock = agents[name], clocks[name]
-            first, seconds = agent.num_timesteps, clock.seconds
+            first, seconds, learner_cpu = agent.num_timesteps, clock.seconds, clock.learner_cpu
             result = fps(agent, steps, cpu[name])
-            acting[name].append((agent.num_timesteps - first) / (clock.seconds - seconds))
+            done = agent.num_timesteps - first
+            acting[name].append(done / (clock.seconds - seconds))
+            learner[name].append((clock.learner_cpu - learner_cpu) / done * 1e6)
             return result
 
         try:
@@ -130,6 +142,8 @@ def measure(blocker: str, game_name: str = "pong", algorithms: tuple[str, ...] =
         cpu_share = ratio(cpu_us["none"], cpu_us["blocker"])
         acting_fps = {name: statistics.median(values) for name, values in acting.items()}
         acting_share = ratio(acting_fps["blocker"], acting_fps["none"])
+        learner_us = {name: statistics.median(values) for name, values in learner.items()}
+        learner_share = ratio(learner_us["none"], learner_us["blocker"])
         result.update({f"{algorithm}_steps": steps, f"{algorithm}_none_fps": round(medians["none"], 1),
                        f"{algorithm}_blocker_fps": round(medians["blocker"], 1),
                        f"{algorithm}_blocker_vs_none": share, f"{algorithm}_blocker_blocks": int(blocks),
@@ -139,11 +153,15 @@ def measure(blocker: str, game_name: str = "pong", algorithms: tuple[str, ...] =
                        f"{algorithm}_blocker_vs_none_by_cpu": cpu_share,
                        f"{algorithm}_acting_none_fps": round(acting_fps["none"], 1),
                        f"{algorithm}_acting_blocker_fps": round(acting_fps["blocker"], 1),
-                       f"{algorithm}_acting_blocker_vs_none": acting_share})
+                       f"{algorithm}_acting_blocker_vs_none": acting_share,
+                       f"{algorithm}_acting_none_learner_cpu_us_per_step": round(learner_us["none"], 1),
+                       f"{algorithm}_acting_blocker_learner_cpu_us_per_step": round(learner_us["blocker"], 1),
+                       f"{algorithm}_acting_blocker_vs_none_by_learner_cpu": learner_share})
         log(f"{algorithm} training: {medians['none']:7,.1f} fps unoverseen, {medians['blocker']:7,.1f} fps with the "
             f"Blocker ({blocks} blocks, {false_positives} not needed)   x{share:.3f}; CPU per step "
             f"{cpu_us['none']:,.0f} / {cpu_us['blocker']:,.0f} us   x{cpu_share:.3f}; acting only "
-            f"{acting_fps['none']:,.0f} / {acting_fps['blocker']:,.0f} fps   x{acting_share:.3f}")
+            f"{acting_fps['none']:,.0f} / {acting_fps['blocker']:,.0f} fps   x{acting_share:.3f}, the learner's process "
+            f"{learner_us['none']:,.0f} / {learner_us['blocker']:,.0f} CPU us a step   x{learner_share:.3f}")
     for figure, key in HEADLINES.items():
         result[f"blocker_{figure}_ratio"] = min(result[f"{a}_{key}"] for a in algorithms)
         if "a2c" in algorithms:

@@ -40,6 +40,9 @@ def test_training_fps_reports_a2cs_ratios_from_its_own_measurements(blocker):
                                                    abs=2e-3)
     assert figures["a2c_training_cpu_ratio"] == near(figures["a2c_none_cpu_us_per_step"]
                                                      / figures["a2c_blocker_cpu_us_per_step"], abs=2e-3)
+    assert figures["a2c_acting_learner_cpu_ratio"] == near(figures["a2c_acting_none_learner_cpu_us_per_step"]
+                                                           / figures["a2c_acting_blocker_learner_cpu_us_per_step"],
+                                                           abs=2e-3)
     for name in ("none", "blocker"):  # acting is a part of training: its rate counts fewer seconds
         assert figures[f"a2c_acting_{name}_fps"] > figures[f"a2c_{name}_fps"] > 0
     assert figures["a2c_blocker_blocks"] > 0, "the overseen agent was overseen"
@@ -56,5 +59,6 @@ def test_run_reports_a2cs_headline_ratios(monkeypatch):
     monkeypatch.setattr(bench_run.env_speed, "measure", lambda *a, **k: parts["env_speed"])
     monkeypatch.setattr(bench_run.training_fps, "measure", lambda *a, **k: parts["training_fps"])
     result = bench_run.run(blocker="unused")
-    assert [result[key] for key in training_fps.A2C_HEADLINES] == [0.9, 0.91, 0.92]
-    assert result["blocker_training_fps_ratio"] == 0.5 and result["training_fps.a2c_acting_fps_ratio"] == 0.92
+    assert [result[key] for key in training_fps.A2C_HEADLINES] == [0.9, 0.91, 0.92, 0.93]
+    assert result["a2c_acting_fps_ratio"] == result["training_fps.a2c_acting_fps_ratio"] == 0.92
+    assert all(result[f"blocker_{figure}_ratio"] == 0.5 for figure in training_fps.HEADLINES)
