@@ -166,13 +166,17 @@ def test_should_block_only_firing_near_barriers():
     assert not any(SPACE_INVADERS.should_block(at(42), action) for action in (NOOP, RIGHT, LEFT))
     assert all(SPACE_INVADERS.should_block(at(42), action) for action in firing)
     assert not any(SPACE_INVADERS.should_block(at(GAP_COLUMN), action) for action in firing)
-    # a ready shot leaves within the step: 2 px either way (the barrier starts at column 42)
+    # a shot leaves within 2 px either way during the step (the barrier starts at column 42); the moving
+    # actions' margin leans their way (below)
     assert all(SPACE_INVADERS.should_block(at(40), action) for action in firing)
-    assert not any(SPACE_INVADERS.should_block(at(39), action) for action in firing)
-    # a shot in flight can be freed while the action is still sticky: the margin leans its way
-    assert SPACE_INVADERS.should_block(at(38, shot_y=60), RIGHTFIRE)
-    assert not SPACE_INVADERS.should_block(at(38, shot_y=60), LEFTFIRE)
-    assert not SPACE_INVADERS.should_block(at(38, shot_y=60), FIRE)
+    assert not any(SPACE_INVADERS.should_block(at(39), action) for action in (FIRE, LEFTFIRE))
+    # a shot in flight can be freed while the action is still sticky: the margin leans its way, whether or not
+    # the frame shows a shot in flight (RAM 85)
+    for shot_y in (60, 246):
+        assert SPACE_INVADERS.should_block(at(38, shot_y), RIGHTFIRE)
+        assert not SPACE_INVADERS.should_block(at(37, shot_y), RIGHTFIRE)
+        assert not SPACE_INVADERS.should_block(at(38, shot_y), LEFTFIRE)
+        assert not SPACE_INVADERS.should_block(at(38, shot_y), FIRE)
     undrawn = at(42)
     undrawn.ram[115] = 252  # the invaders reached the barriers' rows: the game no longer draws them, nor hits them
     assert not any(SPACE_INVADERS.should_block(undrawn, action) for action in firing)
