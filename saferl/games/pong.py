@@ -12,6 +12,13 @@ is pressed, so a 32 px zone above the catastrophe line (bottom > 146) lets catas
 (measured: 6 in 20,000 uniform random steps, seeds 0-3). Our rule blocks every action that does not
 move the paddle up while its bottom is below row ``BLOCK_BELOW`` (56 px above the catastrophe line:
 two steps of the fastest fall plus a margin), which let none through in the same measurement.
+
+The rule is not a guarantee against a policy that holds DOWN: ``saferl oversee --game pong --policy
+lean:LEFT:1.0 --steps 3000`` let 2 catastrophes through in 30,000 steps (seeds 0-9; seeds 1 and 3).
+There a DOWN allowed just above the zone (+22 px), a blocked DOWN that sticky actions kept for the
+whole next step (+24 px) and the paddle's drift under UP (+16 px) add up to more than the margin. Each
+frame repeats the previous one with probability 0.25, so no margin a rule reading one state can afford
+covers every run of sticky frames.
 """
 
 from __future__ import annotations
