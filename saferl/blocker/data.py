@@ -131,8 +131,10 @@ _CROPS: dict[str, tuple[tuple[int, int, int, int], tuple[int, int]]] = {
     "road_runner": ((40, 200, 0, 160), (160, 160)),
 }
 _FULL_FRAME = ((0, 210, 0, 160), (105, 80))
-# Games whose Blocker sees its input centred on the player by default.
-_CENTERED: frozenset[str] = frozenset()
+# Games whose Blocker sees its input centred on the player by default. Space Invaders' rule turns on the few
+# columns either side of the cannon: centred, a Blocker on 8,000 labels reached validation AUC 0.993 against
+# 0.986 uncentred (10 epochs, 2 folds, dropout 0.1).
+_CENTERED: frozenset[str] = frozenset({"space_invaders"})
 
 
 def default_preprocessing(game: str, color: str = "rgb", stack: int = 1, center: bool | None = None) -> Preprocessing:
