@@ -282,25 +282,21 @@ def _series(runs: Sequence[Run], what: str) -> list[tuple[np.ndarray, np.ndarray
     game returns."""
     series = []
     for run in runs:
-        if what == "blocks":
-            if not run.curve or run.curve.get("frames", np.empty(0)).size == 0:
-                continue
-            for name in ("frames", "step", "blocks"):
-                if name not in run.curve:
-                    raise SaferlError(f"{run.path} has no column {name!r} in its curve.csv")
-            series.append((run.curve["frames"], windowed_rate(run.curve["step"], run.curve["blocks"], BLOCK_RATE_ROWS)))
-            continue
-        if what == "catastrophes":
-            table, column = run.curve, "catastrophes"
+        if what == "returns":
+            table, columns, name = run.episodes, ["game_return" if "game_return" in run.episodes else "return"], "episodes"
         else:
-            table, column = run.episodes, "game_return" if "game_return" in run.episodes else "return"
+            table, columns, name = run.curve, ["step", "blocks"] if what == "blocks" else ["catastrophes"], "curve"
         if not table or table.get("frames", np.empty(0)).size == 0:
             continue
-        for name in ("frames", column):
-            if name not in table:
-                raise SaferlError(f"{run.path} has no column {name!r} in its "
-                                  f"{'curve' if what == 'catastrophes' else 'episodes'}.csv")
-        values = table[column] if what == "catastrophes" else trailing_mean(table[column], SMOOTH_EPISODES)
+        for column in ("frames", *columns):
+            if column not in table:
+                raise SaferlError(f"{run.path} has no column {column!r} in its {name}.csv")
+        if what == "blocks":
+            values = windowed_rate(table["step"], table["blocks"], BLOCK_RATE_ROWS)
+        elif what == "catastrophes":
+            values = table["catastrophes"]
+        else:
+            values = trailing_mean(table[columns[0]], SMOOTH_EPISODES)
         series.append((table["frames"], values))
     return series
 
@@ -459,9 +455,9 @@ def add_final_returns(finished: Sequence[Run], config: Mapping[str, Any]) -> Non
         returns = run.episodes.get("game_return", np.empty(0))
         run.summary["final_return"] = float(np.mean(returns[-FINAL_EPISODES:])) if len(returns) else None
         running = trailing_mean(returns, FINAL_EPISODES) if len(returns) else returns
+        frames = run.episodes.get("frames")
         for level in MILESTONES:
             reached = np.flatnonzero(running >= level)
-            frames = run.episodes.get("frames")
             run.summary[f"frames_to_return_{level}"] = (float(frames[reached[0]]) if len(reached) and frames is not None
                                                         else None)
     game = GAMES.get(str(config.get("game")))

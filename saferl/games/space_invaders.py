@@ -57,7 +57,6 @@ RAM_BARRIERS_HIDDEN = 115  # 0 while the game draws the barriers, 252 once it st
 RAM_SHIP_X = 28
 RAM_SHOT_Y = 85
 RAM_BUNKERS = slice(43, 70)  # 3 bunkers x 9 rows, one byte a row, most significant bit leftmost
-SHOT_NONE = 246
 SHOT_HIT_COUNTDOWN = range(121, 128)  # y of a shot that hit a bunker (127, then down to 121)
 SHOT_COLUMN_OFFSET = 3  # a shot leaves at pixel column ram[28] + 3
 
@@ -80,7 +79,9 @@ SAFE_ACTIONS = {FIRE: 0, RIGHTFIRE: 2, LEFTFIRE: 3}  # the paper's map: drop the
 # firing action that is still sticky into the next step can relaunch a shot freed then, after up to
 # 2 more px of its own motion.
 LAUNCH_WINDOW = (-2, 2)
-BLOCK_WINDOWS = {FIRE: (-2, 2), RIGHTFIRE: (-2, 4), LEFTFIRE: (-4, 2)}
+RELAUNCH_DRIFT = 2
+BLOCK_WINDOWS = {FIRE: LAUNCH_WINDOW, RIGHTFIRE: (LAUNCH_WINDOW[0], LAUNCH_WINDOW[1] + RELAUNCH_DRIFT),
+                 LEFTFIRE: (LAUNCH_WINDOW[0] - RELAUNCH_DRIFT, LAUNCH_WINDOW[1])}
 
 
 def barrier_columns(ram: np.ndarray) -> np.ndarray:
