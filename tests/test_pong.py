@@ -97,3 +97,67 @@ def test_rule_with_safe_action_lets_no_catastrophe_through_a_random_policy():
 def test_unknown_game_names_the_argument_and_the_choices():
     with pytest.raises(SaferlError, match=r"--game.*pong"):
         get_game("pacman")
+
+
+NO_STICKY = get_game("pong_no_sticky")
+
+
+def held_down_under_the_rule(game, steps: int, seed: int = 0) -> tuple[int, int]:
+    """A policy that always proposes DOWN, each blocked step played as the rule's safe action: the catastrophes and
+    the lowest row the paddle's bottom reached."""
+    env = make_ale_env(game, seed=seed)
+    ale = env.unwrapped.ale
+    catastrophes = lowest = 0
+    for _ in range(steps):
+        state = GameState.from_ale(ale)
+        env.step(game.safe_action(state, DOWN) if game.should_block(state, DOWN) else DOWN)
+        after = GameState.from_ale(ale)
+        catastrophes += game.is_catastrophe(state, after)
+        lowest = max(lowest, paddle_bottom(after))
+    env.close()
+    return catastrophes, lowest
+
+
+def test_without_sticky_actions_the_papers_zone_holds_a_paddle_pushed_down_and_lets_it_reach_low_balls():
+    """Without sticky actions the paper's 32 px zone stops a paddle held down above the line, and the paddle gets
+    below everything the sticky-action rule allows (its zone starts 56 px above the line)."""
+    assert NO_STICKY.env_kwargs["repeat_action_probability"] == 0.0 and NO_STICKY.block_below == CATASTROPHE_BELOW - 32
+    catastrophes, lowest = held_down_under_the_rule(NO_STICKY, 1500)
+    assert catastrophes == 0
+    assert lowest > PONG.block_below + 24 + 16, "below one step's fall and the drift past the sticky rule's zone"
+
+
+def test_without_sticky_actions_no_mix_of_down_and_noop_crosses_the_line_from_any_state_the_rule_allows():
+    """From states of random play, every sequence of three steps of DOWN or NOOP (UP where the rule blocks), then
+    UP, keeps the paddle above the catastrophe line: the rule is a guarantee, not a margin."""
+    env = make_ale_env(NO_STICKY, seed=5)
+    ale = env.unwrapped.ale
+
+    def deepest(depth: int) -> int:
+        start, lowest = ale.cloneState(), 0
+        state = GameState.from_ale(ale)
+        for action in [UP] if NO_STICKY.should_block(state, DOWN) else [DOWN, 0]:
+            ale.restoreState(start)
+            env.step(action)
+            lowest = max(lowest, paddle_bottom(GameState.from_ale(ale)))
+            if depth > 1:
+                lowest = max(lowest, deepest(depth - 1))
+            else:
+                for _ in range(6):
+                    env.step(UP)
+                    lowest = max(lowest, paddle_bottom(GameState.from_ale(ale)))
+        ale.restoreState(start)
+        return lowest
+
+    rng, checked, worst = np.random.default_rng(5), 0, 0
+    action = 0
+    for _ in range(3000):
+        action = int(rng.choice([0, UP, DOWN])) if rng.random() < 0.3 else action
+        if any(env.step(action)[2:4]):
+            env.reset()
+        if checked < 150 and NO_STICKY.block_below - 40 <= paddle_bottom(GameState.from_ale(ale)) <= NO_STICKY.block_below:
+            checked += 1
+            worst = max(worst, deepest(3))
+    env.close()
+    assert checked == 150
+    assert NO_STICKY.block_below + 16 < worst <= CATASTROPHE_BELOW, "some sequence goes deep, none crosses"

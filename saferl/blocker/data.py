@@ -124,11 +124,12 @@ def centered(frame: np.ndarray, sprite: PlayerSprite) -> np.ndarray:
     return out
 
 
-# The paper's crops: Pong rows 34-194 resized to 105x80; Space Invaders and Road Runner 160x160.
+# The paper's crops, by the screen they cut (a game's ALE env): Pong rows 34-194 resized to 105x80; Space Invaders
+# and Road Runner 160x160.
 _CROPS: dict[str, tuple[tuple[int, int, int, int], tuple[int, int]]] = {
-    "pong": ((34, 194, 0, 160), (105, 80)),
-    "space_invaders": ((35, 195, 0, 160), (160, 160)),
-    "road_runner": ((40, 200, 0, 160), (160, 160)),
+    "ALE/Pong-v5": ((34, 194, 0, 160), (105, 80)),
+    "ALE/SpaceInvaders-v5": ((35, 195, 0, 160), (160, 160)),
+    "ALE/RoadRunner-v5": ((40, 200, 0, 160), (160, 160)),
 }
 _FULL_FRAME = ((0, 210, 0, 160), (105, 80))
 # Games whose Blocker sees its input centred on the player by default. Space Invaders' rule turns on the few
@@ -142,7 +143,7 @@ def default_preprocessing(game: str, color: str = "rgb", stack: int = 1, center:
 
     :param center: centre each frame on the game's player sprite (None: the game's default).
     """
-    crop, size = _CROPS.get(game, _FULL_FRAME)
+    crop, size = _CROPS.get(get_game(game).env_id, _FULL_FRAME)
     if center is None:
         center = game in _CENTERED
     sprite = get_game(game).player_sprite if center else None

@@ -67,7 +67,9 @@ _PRECISE = ModelConfig(convs=6, filters=16, fc=(20, 20), dropout=0.1)
 def default_model_config(game: str) -> ModelConfig:
     """The paper's CNN size for ``game`` (the larger one for games other than Pong), with less dropout for Space
     Invaders."""
-    return {"pong": _SMALL, "space_invaders": _PRECISE}.get(game, _LARGE)
+    from saferl.games import get_game
+
+    return {"ALE/Pong-v5": _SMALL, "ALE/SpaceInvaders-v5": _PRECISE}.get(get_game(game).env_id, _LARGE)
 
 
 class BlockerNet(nn.Module):

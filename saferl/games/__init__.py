@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from saferl.errors import SaferlError
 from saferl.games.base import Game, GameState, PlayerSprite, Rect
-from saferl.games.pong import PONG
+from saferl.games.pong import PONG, PONG_NO_STICKY
 from saferl.games.road_runner import ROAD_RUNNER
 from saferl.games.space_invaders import SPACE_INVADERS
 
-GAMES: dict[str, Game] = {game.name: game for game in (PONG, SPACE_INVADERS, ROAD_RUNNER)}
+GAMES: dict[str, Game] = {game.name: game for game in (PONG, PONG_NO_STICKY, SPACE_INVADERS, ROAD_RUNNER)}
 
 
 def get_game(name: str) -> Game:

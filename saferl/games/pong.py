@@ -28,6 +28,15 @@ steps, -18 to -21); 4 envs of random play for 6,000 steps each gave 1 longer epi
 margins let the paddle reach more balls and more catastrophes through (the same 28 random episodes;
 a policy holding DOWN for 24,000 steps): 48 px above the line, 4 longer episodes, 5 catastrophes;
 40 px, 5 and 14; the paper's 32 px, 7 and 160 (and 3 under random play).
+
+Without sticky actions (``pong_no_sticky``: every step plays the chosen action for all 4 frames, as in the paper
+and in rl-baselines3-zoo's PongNoFrameskip-v4 results) the paddle's fall is fixed by its state, and the paper's
+32 px zone is a guarantee that still lets the paddle down to the low balls. From 559 states of random play, no
+sequence of three steps of DOWN or NOOP the rule allows, followed by UP, took the paddle's bottom below row 173
+(5 px above the line); with a 28 px zone the deepest was row 177, with 24 px row 183, across the line. Under a
+policy that holds DOWN (3,000 steps, seed 0) the paddle's bottom sits at row 141 or lower half the time, at 149
+or lower a tenth of it, and never crosses; under the sticky-action rule the same policy's paddle sits at row 103
+half the time and at 125 a tenth of it. ``tests/test_pong.py`` checks both on the real ROM.
 """
 
 from __future__ import annotations
@@ -38,7 +47,9 @@ from saferl.games.base import Game, GameState, Rect
 
 FIELD_BOTTOM = 194
 CATASTROPHE_BELOW = FIELD_BOTTOM - 16  # paddle bottom row > 178
-BLOCK_BELOW = CATASTROPHE_BELOW - 56  # paddle bottom row > 122
+STICKY_MARGIN = 56  # px above the catastrophe line where every action but UP is blocked, with sticky actions
+PAPER_MARGIN = 32  # the paper's zone: enough without sticky actions
+BLOCK_BELOW = CATASTROPHE_BELOW - STICKY_MARGIN  # paddle bottom row > 122 (Pong with sticky actions)
 UP_ACTIONS = (2, 4)  # RIGHT and RIGHTFIRE move the right paddle up
 SAFE_ACTION = 2
 
@@ -51,35 +62,59 @@ def paddle_bottom(state: GameState) -> int:
 
 @dataclass(frozen=True)
 class Pong(Game):
-    """Pong with the paper's bottom-zone catastrophe."""
+    """Pong with the paper's bottom-zone catastrophe.
+
+    :param block_margin: px above the catastrophe line (row 178) below which every action but UP is blocked.
+    """
+
+    block_margin: int = STICKY_MARGIN
+
+    @property
+    def block_below(self) -> int:
+        """The paddle bottom row below which the rule blocks every action but UP."""
+        return CATASTROPHE_BELOW - self.block_margin
 
     def is_catastrophe(self, before: GameState, after: GameState) -> bool:
         return paddle_bottom(after) > CATASTROPHE_BELOW
 
     def should_block(self, state: GameState, action: int) -> bool:
-        return paddle_bottom(state) > BLOCK_BELOW and action not in UP_ACTIONS
+        return paddle_bottom(state) > self.block_below and action not in UP_ACTIONS
 
     def safe_action(self, state: GameState, action: int) -> int:
         return SAFE_ACTION
 
     def danger_zones(self, state: GameState | None = None) -> list[Rect]:
         return [
-            Rect(BLOCK_BELOW, CATASTROPHE_BELOW + 1, 140, 144, "blocking zone"),
+            Rect(self.block_below, CATASTROPHE_BELOW + 1, 140, 144, "blocking zone"),
             Rect(CATASTROPHE_BELOW + 1, FIELD_BOTTOM, 0, 160, "catastrophe"),
         ]
 
+
+def _rule_text(margin: int) -> str:
+    return (f"block every action but UP (RIGHT, RIGHTFIRE) while the paddle bottom is below row "
+            f"{CATASTROPHE_BELOW - margin}; execute UP instead")
+
+
+_CATASTROPHE_TEXT = (
+    "the agent's paddle bottom goes below row 178 (16 px above the field's bottom); "
+    "exact, from RAM: bottom row = ram[51] + 1, + 2 when ram[51] is odd (at most 193), the bottom row "
+    "of the paddle pixels on every step"
+)
 
 PONG = Pong(
     name="pong",
     env_id="ALE/Pong-v5",
     random_return=-21.0,  # random play loses every point (-20.7 in Mnih et al. 2015's random-agent table)
-    catastrophe_text=(
-        "the agent's paddle bottom goes below row 178 (16 px above the field's bottom); "
-        "exact, from RAM: bottom row = ram[51] + 1, + 2 when ram[51] is odd (at most 193), the bottom row "
-        "of the paddle pixels on every step"
-    ),
-    blocking_rule_text=(
-        "block every action but UP (RIGHT, RIGHTFIRE) while the paddle bottom is below row 122; "
-        "execute UP instead"
-    ),
+    catastrophe_text=_CATASTROPHE_TEXT,
+    blocking_rule_text=_rule_text(STICKY_MARGIN),
+)
+
+PONG_NO_STICKY = Pong(
+    name="pong_no_sticky",
+    env_id="ALE/Pong-v5",
+    random_return=-21.0,
+    catastrophe_text=_CATASTROPHE_TEXT,
+    blocking_rule_text=_rule_text(PAPER_MARGIN) + " (no sticky actions: every step plays the chosen action)",
+    env_kwargs={"frameskip": 4, "repeat_action_probability": 0.0, "full_action_space": False},
+    block_margin=PAPER_MARGIN,
 )
