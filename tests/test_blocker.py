@@ -412,9 +412,8 @@ def test_a_bad_blocker_overseer_exits_2_on_the_command_line():
 def test_blocker_overseer_reviews_a_batch_in_one_forward_pass_and_lets_no_catastrophe_through(trained):
     folder, _ = trained
     overseer = BlockerOverseer(load_scorer(folder, game="pong"))
-    forwards = []
-    for member in overseer.blocker.members:
-        member.net.trunk.register_forward_hook(lambda *_: forwards.append(1))
+    passes, members_pass = [], overseer.blocker._member_passes
+    overseer.blocker._member_passes = lambda inputs: passes.append(len(inputs)) or members_pass(inputs)
     venv = make_vec_env(PONG, n_envs=4, overseer=overseer, seed=3, preprocess=False)
     bare = make_vec_env(PONG, n_envs=4, overseer=None, seed=3, preprocess=False)
     venv.reset(), bare.reset()
@@ -426,7 +425,8 @@ def test_blocker_overseer_reviews_a_batch_in_one_forward_pass_and_lets_no_catast
         _, _, _, infos = venv.step(actions)
         executed_when_blocked += [info["executed_action"] for info in infos if info["blocked"]]
         scores += [(info["score"], info["blocked"]) for info in infos]
-    assert len(forwards) == 3 * 300 and overseer.batches == 300, "one forward pass per member and batch"
+    assert passes == [4] * 300 and overseer.batches == 300, "one pass of the members per batch"
+    assert overseer.blocker._fused is not None, "the members' pass is fused"
     assert bare.counters.totals["catastrophes"] > 0  # the same random actions without oversight
     assert venv.counters.totals["catastrophes"] == 0
     assert executed_when_blocked and set(executed_when_blocked) <= set(UP_ACTIONS)

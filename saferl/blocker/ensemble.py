@@ -17,9 +17,10 @@ import numpy as np
 import torch
 from pydantic import Field, StringConstraints, field_validator, model_validator
 
-from saferl.blocker.data import BlockerData, Preprocessing, Split
+from saferl.blocker.data import BlockerData, Preprocessing, Split, to_float
+from saferl.blocker.fused import FusedNets
 from saferl.blocker.io import FORMAT_VERSION, Logit, Sha256, known_game, load_blocker, read_metadata, save_blocker
-from saferl.blocker.model import Blocker, ModelConfig, sigmoid
+from saferl.blocker.model import SMALL_BATCH, Blocker, ModelConfig, one_thread_if, sigmoid
 from saferl.blocker.novelty import Novelty, novelty_from_arrays
 from saferl.blocker.threshold import zero_fn_threshold
 from saferl.blocker.train import TrainConfig, example_logits, train_net
@@ -88,6 +89,7 @@ class Ensemble:
     metadata: dict[str, Any] = field(default_factory=dict)
     rule: str = "mean"
     novelty: Novelty | None = None
+    _fused: FusedNets | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.members:
@@ -120,8 +122,23 @@ class Ensemble:
     def member_logits(self, inputs: np.ndarray, actions: np.ndarray | None) -> np.ndarray:
         """Each member's block logits: K x B (with ``actions``) or K x B x n_actions (``actions`` None)."""
         if actions is None:
-            return np.stack([member.action_logits(inputs) for member in self.members])
+            return self._member_passes(inputs)[0]
         return np.stack([member.logits(inputs, actions) for member in self.members])
+
+    def _member_passes(self, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each member's block logits of every action (K x B x n_actions) and its views (K x B x units): a batch of
+        a review's size in one fused pass (:mod:`saferl.blocker.fused`), a larger one member by member."""
+        nets = [member.net for member in self.members]
+        if len(inputs) <= SMALL_BATCH and len(nets) > 1:
+            if self._fused is None or self._fused.version != FusedNets.weights_version(nets):
+                self._fused = FusedNets.fuse(nets)
+            if self._fused is not None:
+                device = self.members[0].device
+                with torch.inference_mode(), one_thread_if(device.type == "cpu"):
+                    logits, views = self._fused(to_float(inputs, device))
+                return logits.double().cpu().numpy(), views.double().cpu().numpy()
+        logits, views = zip(*(member.action_logits_and_features(inputs) for member in self.members))
+        return np.stack(logits), np.stack(views)
 
     def combine(self, member_logits: np.ndarray) -> np.ndarray:
         """The ensemble's logits from its members' (members on the first axis), by :attr:`rule`."""
@@ -142,10 +159,8 @@ class Ensemble:
     def assess(self, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The combined block logits of every action (B x n_actions) and which inputs are novel, from one forward
         pass per member."""
-        if self.novelty is None:
-            return self.action_logits(inputs), np.zeros(len(inputs), bool)
-        logits, views = zip(*(member.action_logits_and_features(inputs) for member in self.members))
-        return self.combine(np.stack(logits)), self.novelty.novel(views)
+        logits, views = self._member_passes(inputs)
+        return self.combine(logits), np.zeros(len(inputs), bool) if self.novelty is None else self.novelty.novel(views)
 
 
 def train_ensemble(data: BlockerData, split: Split, k: int = 5, model_config: ModelConfig | None = None,

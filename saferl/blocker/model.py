@@ -128,7 +128,7 @@ class BlockerNet(nn.Module):
 
 
 @contextmanager
-def _one_thread_if(condition: bool) -> Iterator[None]:
+def one_thread_if(condition: bool) -> Iterator[None]:
     """Run torch on one CPU thread inside, when ``condition``: a small batch gains nothing from more, and
     on a busy machine their waiting for each other made one review of 8 frames 10-20 times slower (measured)."""
     threads = torch.get_num_threads()
@@ -207,7 +207,7 @@ class Blocker:
         if self.net.training:  # eval() walks every module: about 0.1 ms, a few percent of a review of 8 frames
             self.net.eval()
         out = []
-        with torch.inference_mode(), _one_thread_if(len(inputs) <= SMALL_BATCH and self.device.type == "cpu"):
+        with torch.inference_mode(), one_thread_if(len(inputs) <= SMALL_BATCH and self.device.type == "cpu"):
             for start in range(0, len(inputs), INFERENCE_BATCH):
                 k = slice(start, start + INFERENCE_BATCH)
                 out.append(run(to_float(inputs[k], self.device), k).double().cpu().numpy())

@@ -75,7 +75,7 @@ class BlockerOverseer(BaseOverseer):
         """Start scoring every action in ``contexts`` on a background thread; the next :meth:`review_batch`
         on the same contexts uses the result. Only while torch runs on one CPU thread (the experiments'
         default): with more, the scoring would change torch's thread count under the agent's feet
-        (see ``saferl.blocker.model._one_thread_if``)."""
+        (see ``saferl.blocker.model.one_thread_if``)."""
         self._take_ahead([])
         if not contexts or torch.get_num_threads() > 1:
             return
