@@ -55,6 +55,23 @@ def test_evaluate_plays_whole_episodes_and_the_scripted_overseer_stops_every_cat
     assert (sum(red) > 0) == (guarded["blocks"] > 0)
 
 
+def test_evaluate_under_a_trained_blocker_counts_its_blocks_and_marks_them(saved_agent, trained, tmp_path, capsys):
+    """``--overseer blocker:DIR`` puts the trained Blocker between the agent and the game: its blocks are counted,
+    every catastrophe is judged by the game's ground truth, and each blocked step's frame is framed in red."""
+    folder, _ = saved_agent
+    blocker, _ = trained
+    gif = tmp_path / "blocker.gif"
+    assert main(["evaluate", str(folder), "--game", "pong", "--overseer", f"blocker:{blocker}", "--episodes", "1",
+                 "--max-frames", "3000", "--seed", "2", "--stochastic", "--video", str(gif), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    bare = evaluate_agent(folder, "pong", episodes=1, max_frames=3000, seed=2, deterministic=False)
+    assert summary["overseer"] == f"blocker:{blocker}" and summary["episodes"] == 1
+    assert summary["blocks"] > 0 and bare["blocks"] == 0, "near-random play takes the paddle low: the Blocker acts"
+    with Image.open(gif) as image:
+        red = [bool((np.asarray(frame.convert("RGB"))[:4] == (255, 0, 0)).all()) for frame in _frames(image)]
+    assert 0 < sum(red) <= summary["blocks"]
+
+
 def _frames(image):
     for k in range(image.n_frames):
         image.seek(k)

@@ -19,6 +19,7 @@ from saferl.cli.labels import cmd_labels, cmd_review
 from saferl.cli.oversee import cmd_evaluate, cmd_games, cmd_oversee
 from saferl.errors import SaferlError
 from saferl.files import removing_created_folders_on_error
+from saferl.games import GAMES
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -52,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     command("games", cmd_games, "List the games and their catastrophe and blocking-rule definitions.")
 
     oversee = command("oversee", cmd_oversee, "Run a policy under oversight, store the labels, print the safety figures.")
-    oversee.add_argument("--game", required=True, help="pong, space_invaders or road_runner")
+    oversee.add_argument("--game", required=True, help=", ".join(GAMES))
     oversee.add_argument("--overseer", default="scripted",
                          help=f"who reviews each action: {', '.join(OVERSEERS)} (a person in a window), or "
                               "blocker:DIR (a trained Blocker)")
@@ -114,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     experiment = command("experiment", cmd_experiment,
                          "Run the HIRL experiment (none, penalty_only, hirl) per seed, with a report and plots.")
     experiment.add_argument("--config", help="an experiment YAML (experiments/*.yml); flags override its values")
-    experiment.add_argument("--game", help="pong, space_invaders or road_runner (default pong)")
+    experiment.add_argument("--game", help=f"{', '.join(GAMES)} (default pong)")
     experiment.add_argument("--agent", help="dqn, a2c, ppo or a3c (default dqn)")
     experiment.add_argument("--overseer", help="who oversees in HIRL's first phase and gives penalty_only its "
                             "penalties: scripted, lookahead or human (a person in a window; dqn, a2c or ppo with "
