@@ -168,3 +168,37 @@ def test_a3c_hirl_labels_in_every_worker_and_hands_over_to_the_blocker(tmp_path)
     assert row["steps"] == 1600 and row["human_labels"] == 1000 == row["blocker"]["labels"]
     assert row["catastrophes_during_human"] == 0
     assert {r["phase"] for r in read_rows(folder / "episodes.csv")} == {"oversight", "blocker"}
+
+
+def test_resume_with_a_larger_budget_carries_finished_runs_on_from_their_checkpoints(tmp_path, capsys):
+    """``--resume DIR --total-steps N`` raises a finished experiment's budget: each run goes on from its last
+    checkpoint (its steps, counters and rows kept), the config records the budget it had; a smaller budget, and an
+    off-policy run whose replay buffer was deleted at the end, are refused in one line."""
+    run = tmp_path / "run"
+    hyperparams = {"n_envs": 4, "backend": "dummy"}
+    run_experiment(tiny_config(agent="a2c", conditions=["none"], oversight_steps=200, total_steps=400,
+                               checkpoint_every=200, hyperparams=hyperparams), run, progress=False)
+    folder = run / "runs" / "none" / "seed-0"
+    before = json.loads((folder / "summary.json").read_text())
+    episodes_before = read_rows(folder / "episodes.csv")
+    assert 400 <= before["steps"] < 800
+
+    assert main(["experiment", "--resume", str(run), "--total-steps", "800", "--no-progress", "--json"]) == 0
+    after = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["runs"][0]
+    assert 800 <= after["steps"] < 1200, "it went on to the new budget, not from scratch"
+    assert after["catastrophes"] >= before["catastrophes"] and after["episodes"] > before["episodes"]
+    assert read_rows(folder / "episodes.csv")[:len(episodes_before)] == episodes_before, "earlier rows are kept"
+    steps = [int(r["step"]) for r in read_rows(folder / "curve.csv")]
+    assert steps == sorted(steps) and steps[-1] >= 800
+    config = json.loads((run / "config.json").read_text())
+    assert config["total_steps"] == config["config"]["total_steps"] == 800 and config["extended_from"] == [400]
+
+    assert main(["experiment", "--resume", str(run), "--total-steps", "600", "--no-progress"]) == 2
+    assert "can only be raised" in capsys.readouterr().err
+
+    dqn = tmp_path / "dqn"
+    run_experiment(tiny_config(conditions=["none"], oversight_steps=200, total_steps=400, checkpoint_every=400,
+                               hyperparams={**TINY, "learning_starts": 100}), dqn, progress=False)
+    assert main(["experiment", "--resume", str(dqn), "--total-steps", "800", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "replay buffer" in err and len(err.strip().splitlines()) == 1

@@ -124,7 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     experiment.add_argument("--conditions", help="comma-separated, from none, penalty_only, hirl (default all)")
     experiment.add_argument("--seeds", type=positive, help="runs per condition, seeds 0..K-1 (default 1)")
     experiment.add_argument("--oversight-steps", type=positive, help="agent steps of oversight before the Blocker takes over")
-    experiment.add_argument("--total-steps", type=positive, help="agent steps per run, all phases")
+    experiment.add_argument("--total-steps", type=positive, help="agent steps per run, all phases; with --resume, "
+                            "raise the budget: finished runs go on from their last checkpoint")
     experiment.add_argument("--mode", choices=[mode.value for mode in Mode if mode.enforces],
                             help="how HIRL blocks (default replace)")
     experiment.add_argument("--penalty", type=float, help="reward added to a blocked step (default -1)")

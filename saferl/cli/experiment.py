@@ -62,7 +62,8 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     try:
         rows = run_experiment(config, out, resume=bool(args.resume), progress=not args.no_progress,
-                              allow_degenerate_blocker=args.allow_degenerate_blocker)
+                              allow_degenerate_blocker=args.allow_degenerate_blocker,
+                              total_steps=args.total_steps if args.resume else None)
     except OversightQuit:
         print(f"saferl: the overseer quit; the labels and a checkpoint are saved: continue with "
               f"saferl experiment --resume {out}", file=sys.stderr)

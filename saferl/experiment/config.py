@@ -173,18 +173,31 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def prepare_experiment(config: ExperimentConfig | None, root: Path, resume: bool) -> ExperimentConfig:
-    """The experiment's config: saved in ``root/config.json`` (new run) or read from it (``resume``)."""
+def prepare_experiment(config: ExperimentConfig | None, root: Path, resume: bool,
+                       total_steps: int | None = None) -> ExperimentConfig:
+    """The experiment's config: saved in ``root/config.json`` (new run) or read from it (``resume``; with
+    ``total_steps``, its budget raised to that and saved, the budgets it had listed under ``extended_from``)."""
     path = root / CONFIG_FILE
     if resume:
         if not path.exists():
             raise SaferlError(f"--resume {root}: there is no {CONFIG_FILE} there; is it a run folder of "
                               "saferl experiment --out?")
         try:
-            saved = json.loads(path.read_text())["config"]
-        except (ValueError, KeyError) as err:
+            record = json.loads(path.read_text())
+            saved = record["config"]
+        except (ValueError, KeyError, TypeError) as err:
             raise SaferlError(f"{path} is damaged ({err}); it cannot be resumed") from None
-        return ExperimentConfig.from_dict(saved, str(path))
+        resumed = ExperimentConfig.from_dict(saved, str(path))
+        if total_steps is None or total_steps == resumed.total_steps:
+            return resumed
+        if total_steps < resumed.total_steps:
+            raise SaferlError(f"--total-steps {total_steps} is below the {resumed.total_steps} steps {root} was "
+                              "started with: a budget can only be raised")
+        extended = ExperimentConfig.from_dict({**saved, "total_steps": total_steps}, "--total-steps")
+        history = [*record.get("extended_from", []), resumed.total_steps]
+        write_json(path, {**record, "total_steps": total_steps, "config": extended.to_dict(),
+                          "extended_from": history})
+        return extended
     if config is None:
         raise SaferlError("give an experiment config, or --resume RUN_DIR")
     if path.exists():

@@ -12,7 +12,7 @@ from typing import Any
 
 from saferl.errors import SaferlError
 from saferl.experiment.config import ExperimentConfig, prepare_experiment
-from saferl.experiment.run import SUMMARY_FILE, Run, run_folder
+from saferl.experiment.run import Run, run_done, run_folder
 
 Job = tuple[ExperimentConfig, str, int, str, int, int, bool]
 
@@ -66,19 +66,23 @@ def _run_in_workers(jobs: list[Job], workers: int) -> None:
 
 
 def run_experiment(config: ExperimentConfig | None, out: str | os.PathLike[str], resume: bool = False,
-                   progress: bool = True, allow_degenerate_blocker: bool = False) -> list[dict[str, Any]]:
+                   progress: bool = True, allow_degenerate_blocker: bool = False,
+                   total_steps: int | None = None) -> list[dict[str, Any]]:
     """Run every condition and seed of ``config`` into ``out`` (or, with ``resume``, finish the experiment
     in ``out`` with its saved config), then write the report. Returns the report rows.
 
     :param allow_degenerate_blocker: hand over to a Blocker whose alarm is raised (also on resume).
+    :param total_steps: with ``resume``, raise the experiment's budget to this many steps per run: finished runs
+        go on from their last checkpoint (on-policy agents; an off-policy run's replay buffer is gone).
     """
     from saferl.experiment.report import write_report
 
     root = Path(out)
-    config = prepare_experiment(config, root, resume)
+    config = prepare_experiment(config, root, resume, total_steps)
     if allow_degenerate_blocker:
         config = replace(config, blocker={**config.blocker, "allow_degenerate": True})
-    todo = [(c, s) for s in config.seeds for c in config.conditions if not (run_folder(root, c, s) / SUMMARY_FILE).exists()]
+    todo = [(c, s) for s in config.seeds for c in config.conditions
+            if not run_done(run_folder(root, c, s), config.total_steps)]
     workers = min(config.workers, len(todo)) or 1
     # hirl runs first: they are the longest (phase 2 trains the Blocker).
     todo.sort(key=lambda run: run[0] != "hirl")

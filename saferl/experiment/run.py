@@ -72,7 +72,9 @@ class Run:
 
     @property
     def done(self) -> bool:
-        return (self.folder / SUMMARY_FILE).exists()
+        """Whether the run has finished its budget (a run finished at a smaller one goes on when the experiment's
+        ``total_steps`` is raised: ``saferl experiment --resume DIR --total-steps N``)."""
+        return run_done(self.folder, self.config.total_steps)
 
     @property
     def _afresh(self) -> str:
@@ -249,9 +251,24 @@ class Run:
         return int(agent.counters.totals["steps"])
 
 
+def run_done(folder: Path, total_steps: int) -> bool:
+    """Whether the run in ``folder`` finished with at least ``total_steps`` steps (its ``summary.json``)."""
+    from saferl.schema import read_json
+
+    path = folder / SUMMARY_FILE
+    if not path.exists():
+        return False
+    try:
+        summary = read_json(path)
+    except SaferlError:  # damaged: the report names the run as one that did not finish
+        return True
+    steps = summary.get("steps") if isinstance(summary, dict) else None
+    return not isinstance(steps, int) or steps >= total_steps
+
+
 def run_folder(root: Path, condition: str, seed: int) -> Path:
     """Where the run of ``condition`` and ``seed`` lives."""
     return root / "runs" / condition / f"seed-{seed}"
 
 
-__all__ = ["SUMMARY_FILE", "Phase", "Run", "phases", "run_folder"]
+__all__ = ["SUMMARY_FILE", "Phase", "Run", "phases", "run_done", "run_folder"]
