@@ -343,3 +343,36 @@ def test_a_resumed_run_recalls_the_labels_it_asked_for_and_trains_on_them(tmp_pa
         corrected.fit()
         assert corrected._examples.blocked[0] == (not first) and corrected.fits == 2, "the next fit takes it"
         assert corrected._previous is ensemble and corrected._probation_left == 100, "the new one is on probation"
+
+
+def test_prior_labels_of_an_earlier_run_train_the_first_ensemble_before_anything_is_asked(tmp_path):
+    """``prior``: the labels of an earlier run of the game train the first ensemble at once, so a short human phase
+    is not spent asking everything; they are not asked, not stored again, and the live store's relabels still
+    reach the right examples. A prior of another game is refused."""
+    with LabelStore.create(tmp_path / "earlier", "pong", ACTIONS) as store:
+        venv = make_vec_env(PONG, n_envs=8, overseer=ScriptedOverseer(), label_store=store, seed=1, preprocess=False)
+        venv.reset()
+        rng = np.random.default_rng(1)
+        for _ in range(60):
+            venv.step(rng.integers(6, size=8))
+        venv.close()
+    overseer = make_overseer("deferring", 0, "pong", first_fit=400, members=2, updates=1000,
+                             prior=str(tmp_path / "earlier"))
+    assert overseer.stats()["prior_labels"] == 480 and overseer.fits == 1 and overseer.stats()["asked"] == 0
+    with LabelStore.create(tmp_path / "live", "pong", ACTIONS) as live:
+        overseer.label_store = live  # as an agent gives it its run's store
+        venv = make_vec_env(PONG, n_envs=8, overseer=overseer, label_store=live, seed=2, preprocess=False)
+        venv.reset()
+        rng = np.random.default_rng(2)
+        for _ in range(40):
+            venv.step(rng.integers(6, size=8))
+        venv.close()
+        asked = overseer.stats()["asked"]
+        assert 0 < len(live) == asked < 0.5 * 320, "from the first step it decides most states itself"
+        assert overseer.stats()["labels_kept"] == 480 + asked
+        first = overseer._examples.blocked[480]
+        live.relabel(0, not first, "person")
+        overseer._take_relabels()  # what the next fit starts with
+        assert overseer._examples.blocked[480] == (not first), "the live store's relabel, not a prior label"
+    with pytest.raises(SaferlError, match="pong"):
+        make_overseer("deferring", 0, "space_invaders", prior=str(tmp_path / "earlier"))

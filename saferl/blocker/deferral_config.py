@@ -46,6 +46,9 @@ class DeferralConfig:
     :param segment: agent steps of one episode that stay together in the train / validation split.
     :param margin: safety margin below the zero-false-negative threshold (see ``train-blocker --margin``).
     :param device: where the ensemble trains and runs (``auto``: cuda when present).
+    :param prior: label stores of earlier runs of the same game (folders, comma-separated; "" none): the first
+        ensemble is trained on their labels before the first decision, so that a short human phase is not spent
+        asking about everything. They train every later ensemble too, and are not counted as asked.
     """
 
     members: int = 3
@@ -63,6 +66,7 @@ class DeferralConfig:
     segment: int = 100
     margin: float = 0.0
     device: str = "auto"
+    prior: str = ""
 
     @classmethod
     def from_options(cls, options: dict[str, Any]) -> DeferralConfig:
@@ -72,6 +76,11 @@ class DeferralConfig:
         except TypeError as err:
             raise SaferlError(f"bad options {options} for the deferring overseer (overseer_options, "
                               f"--overseer-option): {err}") from None
+
+    @property
+    def prior_stores(self) -> list[str]:
+        """The folders of :attr:`prior`."""
+        return [path.strip() for path in str(self.prior).split(",") if path.strip()]
 
     def __post_init__(self) -> None:
         if self.members < 2:

@@ -52,6 +52,7 @@ from saferl.oversight.decision import BaseOverseer, Decision, Overseer, StepCont
 NOVELTY_QUANTILE = 0.99
 NOVELTY_PROBES = 512  # labelled frames whose nearest neighbour calibrates the novelty radius
 POOL = 4  # the novelty sketch averages 4x4 pixel blocks of the Blocker's input
+PRIOR_EPISODES = 10**6  # prior store k's episodes are numbered from -(k + 1) * this on: below every live one
 REASONS = ("disagreement", "near_threshold", "novel", "regression", "hindsight")
 FIRST_FIT_RETRY = 100  # labels before trying again when the first ensemble could not be made (blocks in too
 # few segments): waiting ``refit_every`` asked every decision of up to 800 more labels (Space Invaders, measured)
@@ -127,6 +128,7 @@ class DeferringOverseer(BaseOverseer):
         self._memory = np.empty((0, 0), np.float32)
         self._radius = math.inf
         self._rng = np.random.default_rng(seed)
+        self._prior = self._learn_prior(config.prior_stores)
 
     def review(self, context: StepContext, action: int) -> Decision:
         return self.review_batch([context], [action])[0]
@@ -252,9 +254,10 @@ class DeferringOverseer(BaseOverseer):
 
     def _take_relabels(self) -> None:
         """Take the store's corrections (a person's undo relabels a stored answer) into the asked examples. With a
-        store, the examples are its labels in its order: recalled ones first, then each answer as it is stored."""
-        if self._store is not None and len(self._store) == len(self._examples):
-            self._examples.blocked = self._store.arrays()["blocked"].tolist()
+        store, the examples after the prior ones are its labels in its order: recalled ones first, then each
+        answer as it is stored."""
+        if self._store is not None and len(self._store) == len(self._examples) - self._prior:
+            self._examples.blocked[self._prior:] = self._store.arrays()["blocked"].tolist()
 
     def _dataset(self) -> Any:
         """The asked examples as a Blocker dataset whose "episodes" are segments of episodes."""
@@ -300,14 +303,33 @@ class DeferringOverseer(BaseOverseer):
     def recall(self, store: Any) -> None:
         """Take the labels already in ``store`` (a resumed run's: the decisions it asked about) as asked examples,
         and train an ensemble on them when they are enough: the resumed run goes on asking where it left off."""
+        self._add_labels(store)
+        self._fit_when_due()
+
+    def _add_labels(self, store: Any, episodes: int = 0) -> None:
+        """Every label of ``store`` as an example, its episodes numbered from ``episodes`` on."""
         from saferl.blocker.data import decoded_inputs
 
         records = store.arrays()
         frames = (frame for chunk in decoded_inputs(store, self.preprocessing) for frame in chunk)
         for i, frame in enumerate(frames):
             self._examples.add(frame.copy(), int(records["proposed_action"][i]), bool(records["blocked"][i]),
-                               int(records["episode"][i]), int(records["step"][i]) // self.config.segment)
-        self._fit_when_due()
+                               episodes + int(records["episode"][i]), int(records["step"][i]) // self.config.segment)
+
+    def _learn_prior(self, paths: Sequence[str]) -> int:
+        """Take the labels of the prior stores (earlier runs of this game) as examples and train the first ensemble
+        on them; how many there were. Their episodes are numbered below the live ones, so segments never mix."""
+        from saferl.labels.store import LabelStore
+
+        for k, path in enumerate(paths):
+            with LabelStore.open(path, self.game) as store:
+                self._add_labels(store, episodes=-(k + 1) * PRIOR_EPISODES)
+        if paths:
+            if not self.fit():
+                raise SaferlError(f"the prior labels ({', '.join(paths)}) cannot train a Blocker: they need blocks in "
+                                  "several stretches of play; record more (saferl oversee --out DIR) or drop prior")
+            self._next_fit = len(self._examples) + self.config.refit_every
+        return len(self._examples)
 
     @property
     def label_store(self) -> Any:
@@ -334,6 +356,7 @@ class DeferringOverseer(BaseOverseer):
         """How often it asked, decided itself, and why it was unsure (asked, or blocked unasked under
         ``ask_blocks``); how many ensembles it trained."""
         return {"asked": self.asked, "decided": self.decided, "fits": self.fits, "labels_kept": len(self._examples),
+                "prior_labels": self._prior,
                 "blocked_unasked": self.blocked_unasked,
                 **{f"asked_{reason}": count for reason, count in self.reasons.items()}}
 
