@@ -376,3 +376,26 @@ def test_prior_labels_of_an_earlier_run_train_the_first_ensemble_before_anything
         assert overseer._examples.blocked[480] == (not first), "the live store's relabel, not a prior label"
     with pytest.raises(SaferlError, match="pong"):
         make_overseer("deferring", 0, "space_invaders", prior=str(tmp_path / "earlier"))
+
+
+@pytest.mark.slow
+def test_an_experiment_started_from_prior_labels_hands_over_to_a_blocker_trained_on_them_too(tmp_path):
+    """With ``prior``, the person is asked only where the prior-trained ensemble is unsure, and the handover
+    Blocker learns from everything the person has said about the game: the prior labels and the asked ones."""
+    with LabelStore.create(tmp_path / "earlier", "pong", ACTIONS) as store:
+        venv = make_vec_env(PONG, n_envs=8, overseer=ScriptedOverseer(), label_store=store, seed=1, preprocess=False)
+        venv.reset()
+        rng = np.random.default_rng(1)
+        for _ in range(60):
+            venv.step(rng.integers(6, size=8))
+        venv.close()
+    options = {"members": 2, "updates": 1000, "prior": str(tmp_path / "earlier")}
+    config = ExperimentConfig.from_dict(dict(
+        game="pong", agent="dqn", overseer="deferring", overseer_options=options, conditions=["hirl"],
+        oversight_steps=800, total_steps=960, checkpoint_every=960,
+        hyperparams={"n_envs": 8, "buffer_size": 2000, "learning_starts": 200, "exploration_fraction": 1.0},
+        env={"max_num_frames_per_episode": 320}, blocker={"epochs": 3, "allow_degenerate": True}))
+    row, = run_experiment(config, tmp_path / "run", progress=False)
+    duty = row["human_phase_overseer"]
+    assert duty["prior_labels"] == 480 and duty["asked"] == row["human_labels"] < 0.5 * row["handover_step"]
+    assert row["blocker"]["labels"] == 480 + row["human_labels"], "phase 2 trains on the prior and asked labels"

@@ -10,6 +10,11 @@ from typing import Any
 from saferl.errors import SaferlError
 
 
+def prior_stores(prior: Any) -> list[str]:
+    """The label store folders of a ``prior`` option (comma-separated)."""
+    return [path.strip() for path in str(prior or "").split(",") if path.strip()]
+
+
 @dataclass(frozen=True)
 class DeferralConfig:
     """When the deferring overseer asks, and how it trains its ensemble (``overseer_options`` keys).
@@ -80,7 +85,7 @@ class DeferralConfig:
     @property
     def prior_stores(self) -> list[str]:
         """The folders of :attr:`prior`."""
-        return [path.strip() for path in str(self.prior).split(",") if path.strip()]
+        return prior_stores(self.prior)
 
     def __post_init__(self) -> None:
         if self.members < 2:

@@ -181,12 +181,16 @@ class Run:
         return summary
 
     def _train_blocker(self) -> dict[str, Any]:
-        """Phase 2: fit the Blocker on this run's labels; return its held-out figures."""
+        """Phase 2: fit the Blocker on this run's labels (and on the prior labels a deferring overseer started from:
+        everything the person has said about the game); return its held-out figures."""
         from saferl.blocker import fit_blocker
+        from saferl.blocker.deferral_config import prior_stores
 
         train_config, margin, folds, allow_degenerate = blocker_settings(
             self.config.blocker, seed=self.seed, device=self.config.device, threads=self.threads, progress=self.progress)
         stores = label_stores(self.folder / "labels")
+        if self.config.overseer == "deferring":
+            stores += [Path(path) for path in prior_stores(self.config.overseer_options.get("prior"))]
         result = fit_blocker(stores, self.game.name, out=self.folder / "blocker", config=train_config, margin=margin,
                              folds=folds)
         if result.alarm and not allow_degenerate:
