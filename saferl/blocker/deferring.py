@@ -128,7 +128,8 @@ class DeferringOverseer(BaseOverseer):
         self._memory = np.empty((0, 0), np.float32)
         self._radius = math.inf
         self._rng = np.random.default_rng(seed)
-        self._prior = self._learn_prior(config.prior_stores)
+        self._prior = 0  # prior examples (the first ones), once learned
+        self._prior_due = self._check_prior(config.prior_stores)
 
     def review(self, context: StepContext, action: int) -> Decision:
         return self.review_batch([context], [action])[0]
@@ -136,6 +137,7 @@ class DeferringOverseer(BaseOverseer):
     def review_batch(self, contexts: Sequence[StepContext], actions: Sequence[int]) -> list[Decision]:
         if not contexts:
             return []
+        self._learn_prior()
         if contexts[0].game.name != self.game:
             raise SaferlError(f"this deferring overseer learns {self.game!r}, not {contexts[0].game.name!r}")
         if any(context.state.frame is None for context in contexts):
@@ -160,6 +162,7 @@ class DeferringOverseer(BaseOverseer):
         """Ask about earlier decisions the ensemble made itself (after a catastrophe); the answers are labels."""
         if not contexts:
             return []
+        self._learn_prior()
         self.reasons["hindsight"] += len(contexts)
         inputs = self.preprocessing.frames([context.state.frame for context in contexts])
         answers = self._ask(contexts, [int(a) for a in actions], inputs)
@@ -232,6 +235,9 @@ class DeferringOverseer(BaseOverseer):
 
         from saferl.blocker import BlockerOverseer, Split, TrainConfig, split_by_episode, train_ensemble
 
+        if self._prior_due:
+            self._learn_prior()  # it fits
+            return True
         self._take_relabels()
         data = self._dataset()
         seed = self.seed + 100 * self.fits
@@ -303,6 +309,7 @@ class DeferringOverseer(BaseOverseer):
     def recall(self, store: Any) -> None:
         """Take the labels already in ``store`` (a resumed run's: the decisions it asked about) as asked examples,
         and train an ensemble on them when they are enough: the resumed run goes on asking where it left off."""
+        self._learn_prior()
         self._add_labels(store)
         self._fit_when_due()
 
@@ -316,20 +323,33 @@ class DeferringOverseer(BaseOverseer):
             self._examples.add(frame.copy(), int(records["proposed_action"][i]), bool(records["blocked"][i]),
                                episodes + int(records["episode"][i]), int(records["step"][i]) // self.config.segment)
 
-    def _learn_prior(self, paths: Sequence[str]) -> int:
-        """Take the labels of the prior stores (earlier runs of this game) as examples and train the first ensemble
-        on them; how many there were. Their episodes are numbered below the live ones, so segments never mix."""
+    def _check_prior(self, paths: Sequence[str]) -> list[str]:
+        """The prior stores, each opened once to check that it holds labels of this game (they are learned
+        before the first decision, not here: building the overseer to check a config trains nothing)."""
         from saferl.labels.store import LabelStore
 
+        for path in paths:
+            with LabelStore.open(path, self.game):
+                pass
+        return list(paths)
+
+    def _learn_prior(self) -> None:
+        """Once, before anything else: take the labels of the prior stores (earlier runs of this game) as the first
+        examples and train the first ensemble on them. Their episodes are numbered below the live ones, so
+        segments never mix."""
+        from saferl.labels.store import LabelStore
+
+        paths, self._prior_due = self._prior_due, []
+        if not paths:
+            return
         for k, path in enumerate(paths):
             with LabelStore.open(path, self.game) as store:
                 self._add_labels(store, episodes=-(k + 1) * PRIOR_EPISODES)
-        if paths:
-            if not self.fit():
-                raise SaferlError(f"the prior labels ({', '.join(paths)}) cannot train a Blocker: they need blocks in "
-                                  "several stretches of play; record more (saferl oversee --out DIR) or drop prior")
-            self._next_fit = len(self._examples) + self.config.refit_every
-        return len(self._examples)
+        self._prior = len(self._examples)
+        if not self.fit():
+            raise SaferlError(f"the prior labels ({', '.join(paths)}) cannot train a Blocker: they need blocks in "
+                              "several stretches of play; record more (saferl oversee --out DIR) or drop prior")
+        self._next_fit = len(self._examples) + self.config.refit_every
 
     @property
     def label_store(self) -> Any:
