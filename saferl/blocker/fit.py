@@ -138,7 +138,7 @@ def check_fit_options(margin: float, folds: int) -> None:
 def fit_blocker(label_paths: Sequence[str | os.PathLike[str]], game: str, out: str | os.PathLike[str] | None = None,
                 preprocessing: Preprocessing | None = None, model_config: ModelConfig | None = None,
                 config: TrainConfig = TrainConfig(), margin: float = 0.0, folds: int = 3,
-                test_fraction: float = 0.2, novelty_quantile: float = QUANTILE) -> FitResult:
+                test_fraction: float = 0.2, novelty_quantile: float = QUANTILE, novelty: bool = True) -> FitResult:
     """Cross-fit, threshold, check, evaluate and (with ``out``) save a Blocker on the label stores ``label_paths``.
 
     The folds are seeded with ``config.seed``. ``out`` receives the Blocker (an ensemble folder, see
@@ -148,6 +148,7 @@ def fit_blocker(label_paths: Sequence[str | os.PathLike[str]], game: str, out: s
     :param margin: lower the threshold further to also block this share of the out-of-fold passes.
     :param folds: members, one per fold of episodes (at least 2).
     :param novelty_quantile: the share of held-out labelled states the novelty radius covers.
+    :param novelty: give the Blocker its novelty check (without it, only the members' logits decide).
     """
     check_fit_options(margin, folds)
     start = time.perf_counter()
@@ -157,9 +158,11 @@ def fit_blocker(label_paths: Sequence[str | os.PathLike[str]], game: str, out: s
     trained, out_of_fold = cross_fit(data, parts, model_config, config,
                                      Path(out) / "tensorboard" if out is not None else None)
     threshold = zero_fn_threshold(out_of_fold[fitted], data.blocked[fitted], margin)
-    views = [feature_views(net.blocker, data) for net in trained]
-    novelty, novel = fit_novelty(views, parts.folds, novelty_quantile, seed=config.seed)
-    blocker = Ensemble([net.blocker for net in trained], threshold, rule="max", novelty=novelty)
+    check, novel = None, np.zeros(len(data.blocked), bool)
+    if novelty:
+        views = [feature_views(net.blocker, data) for net in trained]
+        check, novel = fit_novelty(views, parts.folds, novelty_quantile, seed=config.seed)
+    blocker = Ensemble([net.blocker for net in trained], threshold, rule="max", novelty=check)
     validation = evaluate(out_of_fold[fitted], data.blocked[fitted], threshold, novel[fitted])
     test_inputs = data.inputs(parts.test)
     test_logits = example_logits(blocker, data, parts.test)

@@ -183,8 +183,11 @@ class BlockerOverseer(BaseOverseer):
             elif not blocks[k]:
                 decisions.append(Decision(block=False, score=scores[k]))
                 continue
-            decisions.append(Decision(block=True, safe_action=replacement(context, action, logits[k], blocked[k]),
-                                      score=scores[k]))
+            instead = replacement(context, action, logits[k], blocked[k])
+            if instead == action:
+                decisions.append(Decision(block=False, score=scores[k]))
+            else:
+                decisions.append(Decision(block=True, safe_action=instead, score=scores[k]))
         return decisions
 
     def stats(self) -> dict[str, int]:
@@ -231,9 +234,12 @@ def _game_keeps(context: StepContext, action: int, blocked: np.ndarray) -> bool:
 
 def replacement(context: StepContext, action: int, logits: np.ndarray, blocked: np.ndarray) -> int:
     """What to execute instead of ``action``: the game's safe action if the Blocker lets it pass, else the other
-    action the Blocker scores lowest (one it passes, whenever another action than ``action`` passes)."""
+    action the Blocker scores lowest (one it passes, whenever another action than ``action`` passes). Where the
+    Blocker blocks every action it tells nothing apart, and the game's safe action is executed (the paper's a*):
+    then a proposed safe action is no block at all."""
     safe = _game_safe(context, action)
-    if safe is not None and safe != action and 0 <= safe < len(logits) and not blocked[safe]:
+    known = safe is not None and 0 <= safe < len(logits)
+    if known and (not blocked[safe] or blocked.all()):
         return safe
     others = np.delete(np.arange(len(logits)), action)
     return int(others[np.argmin(logits[others])])

@@ -102,6 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--folds", type=int, default=3, metavar="K",
                        help="deal the episodes into K folds; one member per fold, trained on the others; it blocks "
                             "when any member would (default 3)")
+    train.add_argument("--no-novelty", action="store_true",
+                       help="no novelty check: only the members' scores decide, also in states unlike the labels "
+                            "(a learning agent's states drift from its human phase's)")
     train.add_argument("--device", help="auto (cuda when present), cpu or cuda")
     train.add_argument("--threads", type=positive, help="CPU threads for torch (default: torch's choice)")
     train.add_argument("--no-progress", action="store_true", help="hide the progress bar")

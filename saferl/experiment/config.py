@@ -131,21 +131,24 @@ class ExperimentConfig:
         return validate(cls, data, source, "fix that setting")
 
 
-def blocker_settings(blocker: dict[str, Any], **defaults: Any) -> tuple[TrainConfig, float, int, bool]:
+def blocker_settings(blocker: dict[str, Any], **defaults: Any) -> tuple[TrainConfig, dict[str, Any], bool]:
     """The experiment's ``blocker`` options as Blocker training settings: the :class:`TrainConfig` (``defaults``
-    fill what the options leave out), the margin, the folds and whether a Blocker whose alarm is raised may take
-    over. Bad options fail here, before any work."""
+    fill what the options leave out), the options of :func:`~saferl.blocker.fit.fit_blocker` (``margin``, ``folds``,
+    ``novelty``) and whether a Blocker whose alarm is raised may take over. Bad options fail here, before any
+    work."""
     from saferl.blocker import TrainConfig
     from saferl.blocker.fit import check_fit_options
 
     options = {**defaults, **blocker}
-    margin, folds = options.pop("margin", 0.0), options.pop("folds", 3)
+    fit = {"margin": options.pop("margin", 0.0), "folds": options.pop("folds", 3),
+           "novelty": options.pop("novelty", True)}
     allow_degenerate = options.pop("allow_degenerate", False)
     try:
-        check_fit_options(margin, folds)
-        if not isinstance(allow_degenerate, bool):
-            raise SaferlError(f"allow_degenerate must be true or false, not {allow_degenerate!r}")
-        return TrainConfig(**options), float(margin), int(folds), allow_degenerate
+        check_fit_options(fit["margin"], fit["folds"])
+        for name, value in (("allow_degenerate", allow_degenerate), ("novelty", fit["novelty"])):
+            if not isinstance(value, bool):
+                raise SaferlError(f"{name} must be true or false, not {value!r}")
+        return TrainConfig(**options), fit, allow_degenerate
     except (SaferlError, TypeError) as err:
         raise SaferlError(f"blocker options {blocker}: {err}") from None
 

@@ -186,13 +186,12 @@ class Run:
         from saferl.blocker import fit_blocker
         from saferl.blocker.deferral_config import prior_stores
 
-        train_config, margin, folds, allow_degenerate = blocker_settings(
+        train_config, fit_options, allow_degenerate = blocker_settings(
             self.config.blocker, seed=self.seed, device=self.config.device, threads=self.threads, progress=self.progress)
         stores = label_stores(self.folder / "labels")
         if self.config.overseer == "deferring":
             stores += [Path(path) for path in prior_stores(self.config.overseer_options.get("prior"))]
-        result = fit_blocker(stores, self.game.name, out=self.folder / "blocker", config=train_config, margin=margin,
-                             folds=folds)
+        result = fit_blocker(stores, self.game.name, out=self.folder / "blocker", config=train_config, **fit_options)
         if result.alarm and not allow_degenerate:
             raise SaferlError(f"{self.folder / 'blocker'}: ALARM: {result.alarm}; the Blocker does not take over. "
                               f"Record more human-phase labels (a new run with more --oversight-steps), or hand over "
