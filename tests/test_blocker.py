@@ -89,6 +89,29 @@ def test_cli_trains_k_folds_and_evaluates_on_held_out_episodes_only(trained, lab
     assert not (tmp_path / "x" / "ensemble.json").exists()
 
 
+def test_without_the_novelty_check_only_the_members_scores_decide(trained, labels, tmp_path):
+    """``--no-novelty``: the saved Blocker has no novelty check, so no state is novel, and its threshold and scores
+    are those the members give (the same folds and seed as with the check)."""
+    folder, summary = trained
+    saferl("train-blocker", str(labels), "--game", "pong", "--out", str(tmp_path / "plain"), "--threads", "1",
+           "--epochs", "15", "--no-progress", "--no-novelty", "--json")
+    spec = json.loads((tmp_path / "plain" / "ensemble.json").read_text())
+    assert "novelty" not in spec and not (tmp_path / "plain" / "novelty.safetensors").exists()
+    plain, checked = load_scorer(tmp_path / "plain"), load_scorer(folder)
+    assert plain.novelty is None and checked.novelty is not None
+    assert plain.threshold_logit == pytest.approx(checked.threshold_logit), "the same members, the same threshold"
+    frame = np.stack([data_frame_of(labels)])
+    inputs = plain.preprocessing.frames(frame)
+    assert not plain.assess(inputs)[1].any()
+    np.testing.assert_allclose(plain.assess(inputs)[0], checked.assess(inputs)[0], atol=1e-5)
+
+
+def data_frame_of(labels):
+    """The first stored RGB frame of a label store."""
+    with LabelStore.open(labels) as store:
+        return store.frames([0])[0]
+
+
 def data_frame(data):
     """Some real RGB frame of the labels (the stored frame of a label)."""
     with LabelStore.open(Path(data.sources[0].path)) as store:
@@ -530,6 +553,9 @@ class FixedScores:
 
 
 def test_safe_action_is_the_games_unless_the_blocker_blocks_it_then_the_lowest_scored():
+    """The game's safe action replaces a block where the Blocker passes it; else the action the Blocker scores lowest
+    (one it passes, when any passes). Where it blocks every action it tells nothing apart: the game's safe action
+    runs, and when the agent proposed it there is no block (no penalty for the one way out)."""
     context = StepContext(game=PONG, state=GameState(np.zeros(128, np.uint8), 0, np.zeros((210, 160, 3), np.uint8)))
     allowed_up = BlockerOverseer(FixedScores([3.0, 1.0, -1.0, -4.0, 2.0, 2.0])).review(context, 0)
     assert allowed_up.block and allowed_up.safe_action == 2 and allowed_up.score == pytest.approx(1 / (1 + np.exp(-3)))
@@ -537,8 +563,11 @@ def test_safe_action_is_the_games_unless_the_blocker_blocks_it_then_the_lowest_s
     assert blocked_up.block and blocked_up.safe_action == 3
     passes = BlockerOverseer(FixedScores([-3.0] * 6)).review(context, 0)
     assert not passes.block and passes.safe_action is None
-    only_lowest = BlockerOverseer(FixedScores([3.0, 2.0, 5.0, 1.0, 4.0, 6.0])).review(context, 2)
+    only_lowest = BlockerOverseer(FixedScores([3.0, 2.0, 5.0, -1.0, 4.0, 6.0])).review(context, 2)
     assert only_lowest.block and only_lowest.safe_action == 3, "never an action it blocks while another passes"
+    all_blocked = BlockerOverseer(FixedScores([3.0, 2.0, 5.0, 1.0, 4.0, 6.0]))
+    assert not all_blocked.review(context, 2).block, "UP, the game's safe action, is what a block would run"
+    assert all_blocked.review(context, 3).block and all_blocked.review(context, 3).safe_action == 2
 
 
 def test_in_a_novel_state_only_the_games_safe_action_passes_where_the_blocker_passes_it():

@@ -32,6 +32,18 @@ def test_oversee_with_a_policy_that_leans_on_down_drives_into_the_zone():
     assert pushed["policy"] == "lean:LEFT:0.6" and pushed["catastrophes"] > 2 * random["catastrophes"]
 
 
+def test_a_policy_that_tracks_the_ball_wins_under_pongs_rule_without_a_catastrophe():
+    """``--policy track`` plays Pong well without learning: under the rule it wins more points than it loses (the rule leaves
+    the balls it must return in reach); unoverseen it loses points and drives into the zone."""
+    ruled = last_json(saferl("oversee", "--game", "pong_no_sticky", "--overseer", "scripted", "--policy", "track",
+                             "--steps", "3000", "--seed", "3", "--json"))
+    assert ruled["episodes"] >= 1 and ruled["mean_return"] > 5 and ruled["catastrophes"] == 0
+    assert ruled["blocks"] > 0, "it follows low balls to the zone's edge"
+    bare = last_json(saferl("oversee", "--game", "pong_no_sticky", "--overseer", "none", "--policy", "track",
+                            "--steps", "3000", "--seed", "3", "--json"))
+    assert bare["catastrophes"] > 0
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "args, names",
@@ -43,6 +55,7 @@ def test_oversee_with_a_policy_that_leans_on_down_drives_into_the_zone():
         (["oversee", "--game", "pong", "--policy", "lean:JUMP:0.5"], "--policy"),
         (["oversee", "--game", "pong", "--policy", "lean:LEFT:2"], "--policy"),
         (["oversee", "--game", "pong", "--policy", "greedy"], "--policy"),
+        (["oversee", "--game", "space_invaders", "--policy", "track"], "--policy"),
     ],
 )
 def test_bad_arguments_exit_2_naming_the_argument(args, names):

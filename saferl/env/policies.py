@@ -4,10 +4,15 @@ A policy that leans on one action drives persistently where that action leads (P
 down into the catastrophe zone): the states such a policy reaches are rare under random play, so they test whether
 an overseer trained on random play still holds there.
 
+A policy that tracks the ball (Pong) plays well without learning: it shows whether an overseer leaves a competent
+player room to play. Under Pong's rule it wins 20-0 (``saferl oversee --game pong_no_sticky --policy track --steps
+8000 --json``).
+
 Specs:
 
 - ``random``: every action equally likely.
 - ``lean:ACTION:P``: ``ACTION`` (a name such as ``LEFT``, or an index) with probability ``P``, else uniform random.
+- ``track``: Pong only: move the paddle toward the ball's row (read from RAM), else NOOP.
 """
 
 from __future__ import annotations
@@ -18,8 +23,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from saferl.errors import SaferlError
+from saferl.games import GameState
 
-POLICY_HELP = "random, or lean:ACTION:P (ACTION, by name or index, with probability P, else random)"
+POLICY_HELP = "random, lean:ACTION:P (ACTION, by name or index, with probability P, else random), or track (Pong)"
+BALL_Y, PADDLE_Y = 54, 51  # Pong's RAM: the ball's row and the agent's paddle
+PADDLE_TO_BALL = 12  # the paddle returns the ball when ram[51] is about ram[54] - 12 (the best of offsets -30..30)
+DEAD_ZONE = 3
 
 
 @dataclass
@@ -40,17 +49,40 @@ class ScriptedPolicy:
     def __post_init__(self) -> None:
         self._rng = np.random.default_rng(self.seed)
 
-    def __call__(self) -> int:
-        """The next action."""
+    def __call__(self, state: GameState | None = None) -> int:
+        """The next action (``state``, the game's state it acts in, is not read)."""
         if self.action is not None and self._rng.random() < self.lean:
             return self.action
         return int(self._rng.integers(self.n_actions))
 
 
-def make_policy(spec: str, action_names: Sequence[str], seed: int | None = None) -> ScriptedPolicy:
-    """The policy ``spec`` names (see the module docstring) over a game's ``action_names``."""
+@dataclass
+class BallTracker:
+    """Pong: UP while the paddle is above the ball's row, DOWN while below it, else NOOP (from RAM).
+
+    :param action_names: Pong's actions.
+    """
+
+    action_names: Sequence[str]
+
+    def __call__(self, state: GameState | None = None) -> int:
+        """The action toward the ball in ``state`` (NOOP without one)."""
+        names = list(self.action_names)
+        if state is None:
+            return names.index("NOOP")
+        gap = int(state.ram[PADDLE_Y]) - (int(state.ram[BALL_Y]) - PADDLE_TO_BALL)
+        return names.index("RIGHT" if gap > DEAD_ZONE else "LEFT" if gap < -DEAD_ZONE else "NOOP")
+
+
+def make_policy(spec: str, action_names: Sequence[str], seed: int | None = None,
+                game: str | None = None) -> ScriptedPolicy | BallTracker:
+    """The policy ``spec`` names (see the module docstring) over ``game``'s ``action_names``."""
     if spec == "random":
         return ScriptedPolicy(len(action_names), seed=seed)
+    if spec == "track":
+        if game is None or not game.startswith("pong"):
+            raise SaferlError(f"--policy track follows Pong's ball; {game} is not Pong: use random or lean:ACTION:P")
+        return BallTracker(action_names)
     kind, _, rest = spec.partition(":")
     name, _, probability = rest.rpartition(":")
     if kind != "lean" or not name:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import numpy as np
+
 from saferl.errors import SaferlError
 from saferl.files import writable_dir
 
@@ -39,7 +41,7 @@ def oversee(game: str, overseer: str = "scripted", policy: str = "random", mode:
 
     game_ = get_game(game)
     Mode.parse(mode)
-    make_policy(policy, game_action_names(game_))  # a bad policy fails before any work
+    make_policy(policy, game_action_names(game_), game=game_.name)  # a bad policy fails before any work
     if steps < 1:
         raise SaferlError(f"--steps must be at least 1, not {steps}")
     reviewer = make_overseer(overseer, seed=seed, game=game_.name, **(overseer_options or {}))
@@ -57,15 +59,15 @@ def oversee(game: str, overseer: str = "scripted", policy: str = "random", mode:
     env = make_overseen_env(
         game_, reviewer, mode=mode, penalty=penalty, label_store=store, seed=seed, first_episode=first_episode
     )
-    env.reset(seed=seed)
-    act = make_policy(policy, action_names(env), seed=seed)
+    _, info = env.reset(seed=seed)
+    act = make_policy(policy, action_names(env), seed=seed, game=game_.name)
     start = time.perf_counter()
     quit_ = False
     try:
         for _ in tqdm(range(steps), desc=f"oversee {game_.name}", unit="step", disable=not progress):
-            _, _, terminated, truncated, _ = env.step(act())
+            _, _, terminated, truncated, info = env.step(act(info.get("game_state")))
             if terminated or truncated:
-                env.reset()
+                _, info = env.reset()
     except OversightQuit:
         quit_ = True  # the person quit the window: what was decided is stored, the summary follows
     finally:
@@ -89,6 +91,8 @@ def oversee(game: str, overseer: str = "scripted", policy: str = "random", mode:
         "false_positives": int(totals["false_positives"]),
         "labels": int(totals["labels"]),
         "episodes": len(counters.episodes),
+        "mean_return": (round(float(np.mean([row["game_return"] for row in counters.episodes])), 2)
+                        if counters.episodes else None),
         "steps_per_second": round(totals["steps"] / elapsed, 1),
     }
     if human:
