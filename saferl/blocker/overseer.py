@@ -33,10 +33,10 @@ class BlockerOverseer(BaseOverseer):
     """Blocks the actions a Blocker scores at or above its threshold.
 
     ``review_batch`` preprocesses the batch's frames and scores every action of every env in one
-    forward pass. A blocked action is replaced by the game's safe action when the Blocker lets that
-    pass, else by the action the Blocker scores lowest: never by an action it would block itself while
-    another passes. In a state unlike every labelled state (the Blocker's novelty check), only the action
-    the Blocker would execute as a replacement passes: the game's safe action where the Blocker passes it.
+    forward pass. A blocked action is replaced by the game's safe action (the paper's a*, what the person's rule
+    runs too; for a game without a safe-action map, the action the Blocker scores lowest), and a proposed action
+    that is its own replacement is never blocked: there is nothing else to run. In a state unlike every labelled
+    state (the Blocker's novelty check), only the game's safe action passes.
     ``Decision.score`` is the block probability of the proposed action. With stacked-frame preprocessing the
     overseer keeps each env's recent frames, restarting them when the env starts a new episode.
 
@@ -178,16 +178,13 @@ class BlockerOverseer(BaseOverseer):
         blocks, novelties = blocked[rows, proposed].tolist(), novel.tolist()
         decisions = []
         for k, (context, action) in enumerate(zip(contexts, proposed.tolist())):
-            if novelties[k] and not blocks[k] and not _game_keeps(context, action, blocked[k]):
-                self.novel_blocks += 1
-            elif not blocks[k]:
-                decisions.append(Decision(block=False, score=scores[k]))
-                continue
-            instead = replacement(context, action, logits[k], blocked[k])
+            novel_block = novelties[k] and not blocks[k] and _game_safe(context, action) != action
+            instead = replacement(context, action, logits[k], blocked[k]) if blocks[k] or novel_block else action
             if instead == action:
                 decisions.append(Decision(block=False, score=scores[k]))
-            else:
-                decisions.append(Decision(block=True, safe_action=instead, score=scores[k]))
+                continue
+            self.novel_blocks += novel_block
+            decisions.append(Decision(block=True, safe_action=instead, score=scores[k]))
         return decisions
 
     def stats(self) -> dict[str, int]:
@@ -226,20 +223,12 @@ def _game_safe(context: StepContext, action: int) -> int | None:
         return None
 
 
-def _game_keeps(context: StepContext, action: int, blocked: np.ndarray) -> bool:
-    """Whether ``action`` is what the game's safe-action map executes for it and the Blocker passes it: the only
-    kind of action that passes in a novel state."""
-    return _game_safe(context, action) == action and not blocked[action]
-
-
 def replacement(context: StepContext, action: int, logits: np.ndarray, blocked: np.ndarray) -> int:
-    """What to execute instead of ``action``: the game's safe action if the Blocker lets it pass, else the other
-    action the Blocker scores lowest (one it passes, whenever another action than ``action`` passes). Where the
-    Blocker blocks every action it tells nothing apart, and the game's safe action is executed (the paper's a*):
-    then a proposed safe action is no block at all."""
+    """What to execute instead of ``action``: the game's safe action (the paper's a*, what the person's rule runs
+    too), or, for a game without a safe-action map, the other action the Blocker scores lowest. When that is
+    ``action`` itself there is nothing to block."""
     safe = _game_safe(context, action)
-    known = safe is not None and 0 <= safe < len(logits)
-    if known and (not blocked[safe] or blocked.all()):
+    if safe is not None and 0 <= safe < len(logits):
         return safe
     others = np.delete(np.arange(len(logits)), action)
     return int(others[np.argmin(logits[others])])
