@@ -447,15 +447,17 @@ def test_blocker_overseer_reviews_a_batch_in_one_forward_pass_and_lets_no_catast
         bare.step(actions)
         _, _, _, infos = venv.step(actions)
         executed_when_blocked += [info["executed_action"] for info in infos if info["blocked"]]
-        scores += [(info["score"], info["blocked"]) for info in infos]
+        scores += [(info["score"], info["blocked"], int(action)) for info, action in zip(infos, actions)]
     assert passes == [4] * 300 and overseer.batches == 300, "one pass of the members per batch"
     assert overseer.blocker._fused is not None, "the members' pass is fused"
     assert bare.counters.totals["catastrophes"] > 0  # the same random actions without oversight
     assert venv.counters.totals["catastrophes"] == 0
     assert executed_when_blocked and set(executed_when_blocked) <= set(UP_ACTIONS)
     threshold = overseer.blocker.threshold
-    assert any(s < threshold for s, _ in scores) and any(s >= threshold for s, _ in scores)
-    assert all(blocked for s, blocked in scores if s >= threshold), "a score at the threshold is a block"
+    assert any(s < threshold for s, _, _ in scores) and any(s >= threshold for s, _, _ in scores)
+    up = 2  # Pong's safe action: what a block runs, so never blocked itself
+    assert all(blocked for s, blocked, a in scores if s >= threshold and a != up), "a score at the threshold blocks"
+    assert not any(blocked for _, blocked, a in scores if a == up)
 
 
 def test_the_overseer_stacks_frames_exactly_as_the_dataset_does(tmp_path):
