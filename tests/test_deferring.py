@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from helpers import last_json, saferl
+from helpers import last_json, record_labels, saferl
 from saferl.blocker.deferring import DeferralConfig, DeferringOverseer, sketch
 from saferl.env.ale import game_action_names
 from saferl.errors import SaferlError
@@ -349,13 +349,7 @@ def test_prior_labels_of_an_earlier_run_train_the_first_ensemble_before_anything
     """``prior``: the labels of an earlier run of the game train the first ensemble at once, so a short human phase
     is not spent asking everything; they are not asked, not stored again, and the live store's relabels still
     reach the right examples. A prior of another game is refused."""
-    with LabelStore.create(tmp_path / "earlier", "pong", ACTIONS) as store:
-        venv = make_vec_env(PONG, n_envs=8, overseer=ScriptedOverseer(), label_store=store, seed=1, preprocess=False)
-        venv.reset()
-        rng = np.random.default_rng(1)
-        for _ in range(60):
-            venv.step(rng.integers(6, size=8))
-        venv.close()
+    record_labels(tmp_path / "earlier", n_envs=8, steps=60, seed=1)
     overseer = make_overseer("deferring", 0, "pong", first_fit=400, members=2, updates=1000,
                              prior=str(tmp_path / "earlier"))
     assert overseer.fits == 0, "building it (as a config check does) trains nothing"
@@ -383,13 +377,7 @@ def test_prior_labels_of_an_earlier_run_train_the_first_ensemble_before_anything
 def test_an_experiment_started_from_prior_labels_hands_over_to_a_blocker_trained_on_them_too(tmp_path):
     """With ``prior``, the person is asked only where the prior-trained ensemble is unsure, and the handover
     Blocker learns from everything the person has said about the game: the prior labels and the asked ones."""
-    with LabelStore.create(tmp_path / "earlier", "pong", ACTIONS) as store:
-        venv = make_vec_env(PONG, n_envs=8, overseer=ScriptedOverseer(), label_store=store, seed=1, preprocess=False)
-        venv.reset()
-        rng = np.random.default_rng(1)
-        for _ in range(60):
-            venv.step(rng.integers(6, size=8))
-        venv.close()
+    record_labels(tmp_path / "earlier", n_envs=8, steps=60, seed=1)
     options = {"members": 2, "updates": 1000, "prior": str(tmp_path / "earlier")}
     config = ExperimentConfig.from_dict(dict(
         game="pong", agent="dqn", overseer="deferring", overseer_options=options, conditions=["hirl"],
