@@ -292,7 +292,7 @@ class SB3Agent:
             raise SaferlError(f"{folder / PARAMS_FILE} does not fit this {self.algorithm} agent "
                               f"({_first_line(err)}); {DAMAGED}") from None
         if isinstance(self.model, OffPolicyAlgorithm):
-            if not (folder / REPLAY_FILE).exists() and (folder / PARAMS_FILE).exists():
+            if not (folder / REPLAY_FILE).exists():
                 raise SaferlError(f"{folder} holds no replay buffer (a finished run's is deleted): this "
                                   f"{self.algorithm} agent cannot go on learning from it")
             load_replay(self.model.replay_buffer, folder / REPLAY_FILE)

@@ -5,8 +5,8 @@ down into the catastrophe zone): the states such a policy reaches are rare under
 an overseer trained on random play still holds there.
 
 A policy that tracks the ball (Pong) plays well without learning: it shows whether an overseer leaves a competent
-player room to play. Under Pong's rule it wins 20-0 (``saferl oversee --game pong_no_sticky --policy track --steps
-8000 --json``).
+player room to play. Under Pong's rule its mean game return is +18 (``saferl oversee --game pong_no_sticky --policy
+track --steps 8000 --seed 3 --json``).
 
 Specs:
 
@@ -23,10 +23,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from saferl.errors import SaferlError
-from saferl.games import GameState
+from saferl.games import GameState, get_game
+from saferl.games.pong import BALL_Y, PADDLE_Y, PONG
 
 POLICY_HELP = "random, lean:ACTION:P (ACTION, by name or index, with probability P, else random), or track (Pong)"
-BALL_Y, PADDLE_Y = 54, 51  # Pong's RAM: the ball's row and the agent's paddle
 PADDLE_TO_BALL = 12  # the paddle returns the ball when ram[51] is about ram[54] - 12 (the best of offsets -30..30)
 DEAD_ZONE = 3
 
@@ -58,7 +58,7 @@ class ScriptedPolicy:
 
 @dataclass
 class BallTracker:
-    """Pong: UP while the paddle is above the ball's row, DOWN while below it, else NOOP (from RAM).
+    """Pong: UP while the paddle is below the ball's row, DOWN while above it, else NOOP (from RAM).
 
     :param action_names: Pong's actions.
     """
@@ -80,7 +80,7 @@ def make_policy(spec: str, action_names: Sequence[str], seed: int | None = None,
     if spec == "random":
         return ScriptedPolicy(len(action_names), seed=seed)
     if spec == "track":
-        if game is None or not game.startswith("pong"):
+        if game is None or get_game(game).env_id != PONG.env_id:
             raise SaferlError(f"--policy track follows Pong's ball; {game} is not Pong: use random or lean:ACTION:P")
         return BallTracker(action_names)
     kind, _, rest = spec.partition(":")

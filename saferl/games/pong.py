@@ -50,13 +50,14 @@ CATASTROPHE_BELOW = FIELD_BOTTOM - 16  # paddle bottom row > 178
 STICKY_MARGIN = 56  # px above the catastrophe line where every action but UP is blocked, with sticky actions
 PAPER_MARGIN = 32  # the paper's zone: enough without sticky actions
 BLOCK_BELOW = CATASTROPHE_BELOW - STICKY_MARGIN  # paddle bottom row > 122 (Pong with sticky actions)
+PADDLE_Y, BALL_Y = 51, 54  # RAM: the agent's paddle (see paddle_bottom) and the ball's row
 UP_ACTIONS = (2, 4)  # RIGHT and RIGHTFIRE move the right paddle up
 SAFE_ACTION = 2
 
 
 def paddle_bottom(state: GameState) -> int:
     """The bottom pixel row of the agent's paddle, from RAM: ``ram[51] + 1``, or ``+ 2`` when odd, at most 193."""
-    y = int(state.ram[51])
+    y = int(state.ram[PADDLE_Y])
     return min(y + 1 + (y & 1), FIELD_BOTTOM - 1)
 
 
