@@ -143,6 +143,23 @@ def test_ctrl_c_saves_every_run_in_progress_and_resume_finishes_them(tmp_path):
     assert all(row["steps"] >= 2400 for row in rows)
 
 
+def test_block_penalty_sets_hirls_reward_for_a_block_and_leaves_penalty_only_its_own(tmp_path):
+    """``block_penalty: 0`` -- a block costs hirl's agent nothing, in both of its phases -- while ``penalty_only``
+    keeps ``penalty`` for every step the rule would block."""
+    config = tiny_config(agent="a2c", conditions=["penalty_only", "hirl"], penalty=-1.0, block_penalty=0.0,
+                         oversight_steps=400, total_steps=800, checkpoint_every=400,
+                         hyperparams={"n_envs": 4, "backend": "dummy"})
+    rows = {row["condition"]: row for row in run_experiment(config, tmp_path / "run", progress=False)}
+    for condition, penalty in (("penalty_only", -1.0), ("hirl", 0.0)):
+        episodes = read_rows(tmp_path / "run" / "runs" / condition / "seed-0" / "episodes.csv")
+        blocks = sum(int(r["blocks"]) for r in episodes)
+        assert blocks > 0, f"{condition}: a near-random agent meets the rule within 800 steps"
+        assert sum(float(r["penalties"]) for r in episodes) == penalty * blocks
+        assert {r["phase"] for r in episodes} >= ({"oversight", "blocker"} if condition == "hirl" else {"training"})
+    assert rows["hirl"]["catastrophes"] == 0
+    assert main(["experiment", "--game", "pong", "--block-penalty", "nan", "--out", str(tmp_path / "x")]) == 2
+
+
 def test_bad_experiment_settings_fail_with_one_clear_message(tmp_path, capsys):
     assert main(["experiment", "--game", "pong", "--oversight-steps", "500", "--total-steps", "400",
                  "--out", str(tmp_path / "a")]) == 2

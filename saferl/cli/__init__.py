@@ -132,6 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
     experiment.add_argument("--mode", choices=[mode.value for mode in Mode if mode.enforces],
                             help="how HIRL blocks (default replace)")
     experiment.add_argument("--penalty", type=float, help="reward added to a blocked step (default -1)")
+    experiment.add_argument("--block-penalty", type=float,
+                            help="hirl's reward for a blocked step, when it differs from --penalty (which then "
+                                 "stays penalty_only's)")
     experiment.add_argument("--device", help="auto (cuda when present), cpu or cuda")
     experiment.add_argument("--workers", type=positive, help="runs trained at once, in separate processes (default 1)")
     experiment.add_argument("--threads", type=positive, help="torch CPU threads per run (default 1)")

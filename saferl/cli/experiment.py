@@ -14,7 +14,7 @@ from saferl.errors import SaferlError
 from saferl.files import writable_dir
 
 EXPERIMENT_KEYS = ("game", "agent", "overseer", "conditions", "oversight_steps", "total_steps", "mode", "penalty",
-                   "device", "workers", "threads", "checkpoint_every")
+                   "block_penalty", "device", "workers", "threads", "checkpoint_every")
 
 
 def experiment_data(args: argparse.Namespace) -> dict[str, Any]:

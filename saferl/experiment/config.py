@@ -45,6 +45,9 @@ class ExperimentConfig:
     :param blocker: Blocker training options (``margin``, ``folds``, ``epochs``, ``patience``, ``batch_size``, ...,
         and ``allow_degenerate``: hand over to a Blocker whose alarm is raised, see :mod:`saferl.blocker.alarm`;
         by default the run stops at the handover with the alarm's message).
+    :param penalty: the reward added to a step the overseer blocks (``penalty_only``: would block).
+    :param block_penalty: ``hirl``'s reward for a blocked step when it differs from ``penalty``, which then stays
+        ``penalty_only``'s; None: ``penalty``.
     :param hyperparams: overrides of the agent's ``hyperparams.yml`` values.
     :param env: ALE settings over the game's (e.g. ``max_num_frames_per_episode: 2000`` to cut episodes).
     :param workers: runs trained at once, in separate processes.
@@ -63,6 +66,7 @@ class ExperimentConfig:
     total_steps: int = 50_000
     mode: str = "replace"
     penalty: float = -1.0
+    block_penalty: float | None = None
     blocker: dict[str, Any] = field(default_factory=dict)
     hyperparams: dict[str, Any] = field(default_factory=dict)
     env: dict[str, Any] = field(default_factory=dict)
@@ -80,6 +84,8 @@ class ExperimentConfig:
         if self.agent not in AGENTS:
             raise SaferlError(f"unknown agent {self.agent!r} (--agent): choose one of {', '.join(AGENTS)}")
         finite(self.penalty, "--penalty")
+        if self.block_penalty is not None:
+            finite(self.block_penalty, "--block-penalty")
         check_hyperparams(self.agent, load_hyperparams(self.agent, self.game, self.hyperparams))
         blocker_settings(self.blocker)
         if self.mode not in ENFORCING:
@@ -100,6 +106,11 @@ class ExperimentConfig:
                               "and --seeds at least 1")
         if min(self.seeds) < 0 or len(set(self.seeds)) != len(self.seeds):
             raise SaferlError(f"seeds {list(self.seeds)}: give distinct seeds >= 0")
+
+    @property
+    def hirl_penalty(self) -> float:
+        """The reward ``hirl`` adds to a blocked step."""
+        return self.penalty if self.block_penalty is None else self.block_penalty
 
     def _check_human(self) -> None:
         """A person oversees in one window of this process: SB3 agents, one run at a time, a valid pace and zoom."""

@@ -52,8 +52,9 @@ def phases(config: ExperimentConfig, condition: str, folder: Path) -> list[Phase
     if condition == "penalty_only":
         return [Phase("training", config.total_steps,
                       OversightSpec(config.overseer, "penalty_only", config.penalty, options=config.overseer_options))]
-    human = OversightSpec(config.overseer, config.mode, config.penalty, str(folder / "labels"), config.overseer_options)
-    blocker = OversightSpec(f"blocker:{folder / 'blocker'}", config.mode, config.penalty)
+    human = OversightSpec(config.overseer, config.mode, config.hirl_penalty, str(folder / "labels"),
+                          config.overseer_options)
+    blocker = OversightSpec(f"blocker:{folder / 'blocker'}", config.mode, config.hirl_penalty)
     return [Phase("oversight", config.oversight_steps, human), Phase("blocker", config.total_steps, blocker)]
 
 
