@@ -203,3 +203,40 @@ def test_a_blocker_scored_in_a_worker_process_decides_as_one_scored_here(mode):
     finally:
         for venv in runs.values():
             venv.close()
+
+
+def test_frames_stay_in_the_workers_while_a_blocker_scores_there_and_come_back_for_labels(tmp_path):
+    """While a Blocker scored in worker 0 reviews and no labels are stored, the infos carry no RGB frames (their
+    copy cost every step); an overseer that stores labels gets them back, and the frames it stores, the first one
+    included, are those the in-process envs store."""
+    from saferl.labels.store import LabelStore
+
+    runs = {backend: make_vec_env(PONG, n_envs=3, overseer=ScriptedOverseer(), seed=5, with_frame=True,
+                                  backend=backend, max_num_frames_per_episode=120)
+            for backend in ("shared", "dummy")}
+    stores = {backend: LabelStore.create(tmp_path / backend, "pong", ACTIONS) for backend in runs}
+    try:
+        for venv in runs.values():
+            venv.reset()
+        blocker = new_blocker("pong", ACTIONS, seed=0)
+        rng = np.random.default_rng(5)
+        for step in range(60):
+            if step in (10, 31):
+                for backend, venv in runs.items():
+                    venv.set_overseer(BlockerOverseer(blocker) if step == 10 else ScriptedOverseer(),
+                                      label_store=None if step == 10 else stores[backend])
+            actions = rng.integers(6, size=3)
+            infos = {backend: venv.step(actions)[3] for backend, venv in runs.items()}
+            if 10 <= step < 31:
+                assert all(info["game_state"].frame is None for info in infos["shared"])
+                assert all(info["game_state"].frame is not None for info in infos["dummy"])
+        for store in stores.values():
+            store.flush()
+        assert len(stores["shared"]) == len(stores["dummy"]) == 29 * 3
+        shared, here = (stores[b].frames(range(len(stores[b]))) for b in ("shared", "dummy"))
+        assert np.array_equal(shared, here) and len(np.unique(shared.reshape(len(shared), -1), axis=0)) > 3
+    finally:
+        for venv in runs.values():
+            venv.close()
+        for store in stores.values():
+            store.close()

@@ -175,7 +175,10 @@ class BlockerOverseer(BaseOverseer):
         self.novel_states += int(novel.sum())
         rows, proposed = np.arange(len(contexts)), np.asarray(actions, np.int64).reshape(-1)
         scores = sigmoid(logits[rows, proposed]).tolist()  # the same floats as one sigmoid per action
-        blocks, novelties = blocked[rows, proposed].tolist(), novel.tolist()
+        at_or_above = blocked[rows, proposed]
+        if not at_or_above.any() and not novel.any():  # nearly every step: every proposed action passes
+            return [Decision(block=False, score=score) for score in scores]
+        blocks, novelties = at_or_above.tolist(), novel.tolist()
         decisions = []
         for k, (context, action) in enumerate(zip(contexts, proposed.tolist())):
             novel_block = novelties[k] and not blocks[k] and _game_safe(context, action) != action

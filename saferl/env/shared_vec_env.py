@@ -100,6 +100,7 @@ class SharedMemoryVecEnv(VecEnv):
         self.closed = False
         self.waiting = False
         self._fresh: tuple[int, ...] = tuple(range(n_envs))  # envs whose next step starts from their reset_ rows
+        self.frames_in_infos = True  # copy the RGB frames into the infos' game states (see :meth:`current_frames`)
         self._scoring = False  # worker 0 owes the answer of a score command
         self._score: tuple[Any] | None = None  # that answer, once received
         try:
@@ -168,7 +169,7 @@ class SharedMemoryVecEnv(VecEnv):
         """The ground-truth part of each env's info, from the shared arrays (copied: the next step overwrites them)."""
         arrays = self._arrays
         ram = arrays[prefix + "ram"].copy()
-        frames = arrays[prefix + "frame"].copy() if self.recipe.frames else None
+        frames = arrays[prefix + "frame"].copy() if self.recipe.frames and self.frames_in_infos else None
         frame_numbers = arrays[prefix + "frame_number"].tolist()
         lives = arrays[prefix + "lives"].tolist()
         return [{"lives": lives[i], "episode_frame_number": frame_numbers[i],
@@ -219,6 +220,18 @@ class SharedMemoryVecEnv(VecEnv):
     def probed_catastrophes(self) -> np.ndarray:
         """After a step with ``probes``: whether each env's probed action would have held a catastrophe."""
         return self._arrays["probe_catastrophe"].copy()
+
+    def current_frames(self) -> list[np.ndarray]:
+        """A copy of the RGB frame each env's next step starts from (after an episode's end, its next episode's
+        first frame): what the infos' game states carry unless ``frames_in_infos`` is False, which saves the copy
+        of every frame on every step when nothing in this process reads them (a scorer in worker 0 reviews them).
+
+        :raises ValueError: when the envs were built without frames.
+        """
+        if not self.recipe.frames:
+            raise ValueError("the envs were built without RGB frames: build them with with_frame=True")
+        fresh, arrays = frozenset(self._fresh), self._arrays
+        return [(arrays["reset_frame"] if i in fresh else arrays["frame"])[i].copy() for i in range(self.num_envs)]
 
     # --- scoring where the frames are -----------------------------------------------------------
     def set_scorer(self, scorer: Callable[[list[np.ndarray]], Any] | None) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -77,13 +78,19 @@ class VecOversight(VecEnvWrapper):
         requires = overseer.requires if overseer is not None else frozenset()
         if "emulator" in requires and self.oversight.emulators is None:
             raise SaferlError(f"the {overseer.name} overseer simulates the envs: build them with it from the start")
-        contexts = self.oversight.contexts
-        if "frame" in requires and contexts and contexts[0] is not None and contexts[0].state.frame is None:
+        if "frame" in requires and not self._has_frames():
             raise SaferlError(f"the {overseer.name} overseer reads frames: build the envs with with_frame=True")
         self._drop_scores()
         self.oversight.set_overseer(overseer, mode, label_store)
         self._score_in_worker()
         self._prefetch()
+
+    def _has_frames(self) -> bool:
+        """Whether the envs render RGB frames (on SharedMemoryVecEnv, even while its infos leave them out)."""
+        if isinstance(self.venv, SharedMemoryVecEnv):
+            return self.venv.recipe.frames
+        contexts = self.oversight.contexts
+        return not contexts or contexts[0] is None or contexts[0].state.frame is not None
 
     def _score_in_worker(self) -> None:
         """Have a worker process of a SharedMemoryVecEnv run the overseer's frame scorer, if it has one (the
@@ -100,6 +107,21 @@ class VecOversight(VecEnvWrapper):
         if scorer is None and self._worker_scores:
             venv.set_scorer(None)
         self._worker_scores = scorer is not None
+        if isinstance(venv, SharedMemoryVecEnv) and venv.recipe.frames:
+            self._frames_here(not self._worker_scores or self.intervention.label_store is not None)
+
+    def _frames_here(self, needed: bool) -> None:
+        """Have SharedMemoryVecEnv copy the RGB frames into this process only when something here reads them (an
+        overseer that scores in this process, labels to store); with a scorer in worker 0 and no labels, nothing
+        does. When they are needed again, the open contexts get their frames."""
+        venv = self.venv
+        if needed and not venv.frames_in_infos:
+            frames = venv.current_frames()
+            contexts = self.oversight.contexts
+            for i, context in enumerate(contexts):
+                if context is not None and context.state.frame is None:
+                    contexts[i] = replace(context, state=replace(context.state, frame=frames[i]))
+        venv.frames_in_infos = needed
 
     def _drop_scores(self) -> None:
         """Receive and drop the scores a worker owes for the current contexts (the overseer or the episodes change)."""
