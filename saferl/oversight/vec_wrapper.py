@@ -152,7 +152,8 @@ class VecOversight(VecEnvWrapper):
 
     @property
     def contexts(self) -> list[StepContext]:
-        """What each env's next decision is taken in (``state.frame`` is the frame the overseer will see)."""
+        """What each env's next decision is taken in (``state.frame`` is the frame the overseer will see; None on
+        SharedMemoryVecEnv while a scorer in its worker reviews and no labels are stored: ``current_frames()``)."""
         return list(self.oversight.contexts)
 
     def _start(self, index: int, info: dict[str, Any]) -> None:
