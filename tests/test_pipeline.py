@@ -160,6 +160,26 @@ def test_block_penalty_sets_hirls_reward_for_a_block_and_leaves_penalty_only_its
     assert main(["experiment", "--game", "pong", "--block-penalty", "nan", "--out", str(tmp_path / "x")]) == 2
 
 
+def test_resume_carries_on_only_the_conditions_asked_for_and_refuses_settings_it_would_ignore(tmp_path, capsys):
+    """``--resume DIR --conditions C --workers N`` goes on with C's runs alone (the others keep their steps, and the
+    report still shows them); a condition the folder has no runs of, and a setting the saved config fixes, are
+    refused by name instead of ignored."""
+    run = tmp_path / "run"
+    run_experiment(tiny_config(agent="a2c", conditions=["none", "penalty_only"], oversight_steps=200,
+                               total_steps=400, checkpoint_every=200, hyperparams={"n_envs": 4, "backend": "dummy"}),
+                   run, progress=False)
+    steps = {c: json.loads((run / "runs" / c / "seed-0" / "summary.json").read_text())["steps"]
+             for c in ("none", "penalty_only")}
+    assert main(["experiment", "--resume", str(run), "--total-steps", "800", "--conditions", "none", "--workers", "1",
+                 "--no-progress", "--json"]) == 0
+    rows = {row["condition"]: row for row in json.loads(capsys.readouterr().out.strip().splitlines()[-1])["runs"]}
+    assert rows["none"]["steps"] >= 800 and rows["penalty_only"]["steps"] == steps["penalty_only"] < 800
+    for flags, named in ((["--conditions", "hirl"], "hirl"), (["--game", "space_invaders"], "--game"),
+                         (["--penalty", "0", "--seeds", "2"], "--penalty, --seeds")):
+        assert main(["experiment", "--resume", str(run), *flags, "--no-progress"]) == 2
+        assert named in capsys.readouterr().err
+
+
 def test_bad_experiment_settings_fail_with_one_clear_message(tmp_path, capsys):
     assert main(["experiment", "--game", "pong", "--oversight-steps", "500", "--total-steps", "400",
                  "--out", str(tmp_path / "a")]) == 2

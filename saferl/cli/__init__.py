@@ -124,7 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "penalties: scripted, lookahead or human (a person in a window; dqn, a2c or ppo with "
                             "--workers 1), or deferring (its Blocker ensemble asks one of those only where it is "
                             "unsure; see --overseer-option) (default scripted)")
-    experiment.add_argument("--conditions", help="comma-separated, from none, penalty_only, hirl (default all)")
+    experiment.add_argument("--conditions", help="comma-separated, from none, penalty_only, hirl (default all); with "
+                            "--resume, the runs that go on (the others stay as they are)")
     experiment.add_argument("--seeds", type=positive, help="runs per condition, seeds 0..K-1 (default 1)")
     experiment.add_argument("--oversight-steps", type=positive, help="agent steps of oversight before the Blocker takes over")
     experiment.add_argument("--total-steps", type=positive, help="agent steps per run, all phases; with --resume, "
@@ -136,7 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
                             help="hirl's reward for a blocked step, when it differs from --penalty (which then "
                                  "stays penalty_only's)")
     experiment.add_argument("--device", help="auto (cuda when present), cpu or cuda")
-    experiment.add_argument("--workers", type=positive, help="runs trained at once, in separate processes (default 1)")
+    experiment.add_argument("--workers", type=positive, help="runs trained at once, in separate processes (default 1; "
+                            "with --resume, the saved config's)")
     experiment.add_argument("--threads", type=positive, help="torch CPU threads per run (default 1)")
     experiment.add_argument("--checkpoint-every", type=positive, help="agent steps between checkpoints (default 10,000)")
     experiment.add_argument("--blocker-margin", type=float, help="safety margin below the zero-FN threshold")
@@ -151,7 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
                                  "deferring: asker=scripted, first_fit=400, 'asker_options={seconds_per_decision: 0.5}'")
     human_window(experiment)
     experiment.add_argument("--out", help="the run folder (created)")
-    experiment.add_argument("--resume", metavar="RUN_DIR", help="finish an interrupted experiment from its checkpoints")
+    experiment.add_argument("--resume", metavar="RUN_DIR", help="finish an interrupted experiment from its checkpoints, "
+                            "with its saved config (only --total-steps, --conditions and --workers may be given)")
     experiment.add_argument("--no-progress", action="store_true", help="hide the progress bars")
 
     replay = command("replay-deferring", cmd_replay_deferring,

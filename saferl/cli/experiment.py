@@ -45,13 +45,34 @@ def experiment_data(args: argparse.Namespace) -> dict[str, Any]:
     return data
 
 
+RESUME_FLAGS = ("total_steps", "conditions", "workers")  # what --resume takes besides the run folder
+
+
+def comma_list(text: str) -> list[str]:
+    """The items of a comma-separated flag value."""
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def check_resume_flags(args: argparse.Namespace) -> None:
+    """``--resume`` goes on with the run folder's saved config: only the budget, which conditions go on and how
+    many at once may be given with it; any other setting is refused by name instead of being ignored."""
+    settings = [*EXPERIMENT_KEYS, "config", "out", "seeds", "hyperparam", "overseer_option", "blocker_margin",
+                "blocker_epochs", "pace", "scale"]
+    given = [name for name in settings if name not in RESUME_FLAGS and getattr(args, name, None) not in (None, [])]
+    if given:
+        flags = ", ".join("--" + name.replace("_", "-") for name in given)
+        raise SaferlError(f"--resume RUN_DIR goes on with the run folder's saved config: {flags} cannot change it "
+                          f"(with --resume give only {', '.join('--' + f.replace('_', '-') for f in RESUME_FLAGS)}); "
+                          "start a new experiment with --out for other settings")
+
+
 def cmd_experiment(args: argparse.Namespace) -> int:
     from saferl.errors import OversightQuit
     from saferl.experiment.config import ExperimentConfig
     from saferl.experiment.pool import run_experiment
 
-    if args.resume and (args.out or args.config):
-        raise SaferlError("--resume RUN_DIR continues a run folder with its saved config: give no --out or --config")
+    if args.resume:
+        check_resume_flags(args)
     if not args.resume and not args.out:
         raise SaferlError("give --out RUN_DIR for a new experiment, or --resume RUN_DIR to finish one")
     config = None
@@ -63,7 +84,9 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     try:
         rows = run_experiment(config, out, resume=bool(args.resume), progress=not args.no_progress,
                               allow_degenerate_blocker=args.allow_degenerate_blocker,
-                              total_steps=args.total_steps if args.resume else None)
+                              total_steps=args.total_steps if args.resume else None,
+                              conditions=comma_list(args.conditions) if args.resume and args.conditions else None,
+                              workers=args.workers if args.resume else None)
     except OversightQuit:
         print(f"saferl: the overseer quit; the labels and a checkpoint are saved: continue with "
               f"saferl experiment --resume {out}", file=sys.stderr)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import queue
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -67,13 +68,17 @@ def _run_in_workers(jobs: list[Job], workers: int) -> None:
 
 def run_experiment(config: ExperimentConfig | None, out: str | os.PathLike[str], resume: bool = False,
                    progress: bool = True, allow_degenerate_blocker: bool = False,
-                   total_steps: int | None = None) -> list[dict[str, Any]]:
+                   total_steps: int | None = None, conditions: Sequence[str] | None = None,
+                   workers: int | None = None) -> list[dict[str, Any]]:
     """Run every condition and seed of ``config`` into ``out`` (or, with ``resume``, finish the experiment
     in ``out`` with its saved config), then write the report. Returns the report rows.
 
     :param allow_degenerate_blocker: hand over to a Blocker whose alarm is raised (also on resume).
     :param total_steps: with ``resume``, raise the experiment's budget to this many steps per run: finished runs
         go on from their last checkpoint (on-policy agents; an off-policy run's replay buffer is gone).
+    :param conditions: with ``resume``, carry on only these conditions' runs (None: all); the others stay as they
+        are, and the report shows them all.
+    :param workers: with ``resume``, runs at once on this machine (None: the saved config's).
     """
     from saferl.experiment.report import write_report
 
@@ -81,9 +86,14 @@ def run_experiment(config: ExperimentConfig | None, out: str | os.PathLike[str],
     config = prepare_experiment(config, root, resume, total_steps)
     if allow_degenerate_blocker:
         config = replace(config, blocker={**config.blocker, "allow_degenerate": True})
+    chosen = config.conditions if conditions is None else tuple(conditions)
+    unknown = [c for c in chosen if c not in config.conditions]
+    if unknown:
+        raise SaferlError(f"--conditions {','.join(chosen)}: {root} has no runs of {', '.join(unknown)}; its "
+                          f"conditions are {', '.join(config.conditions)}")
     todo = [(c, s) for s in config.seeds for c in config.conditions
-            if not run_done(run_folder(root, c, s), config.total_steps)]
-    workers = min(config.workers, len(todo)) or 1
+            if c in chosen and not run_done(run_folder(root, c, s), config.total_steps)]
+    workers = min(workers or config.workers, len(todo)) or 1
     # hirl runs first: they are the longest (phase 2 trains the Blocker).
     todo.sort(key=lambda run: run[0] != "hirl")
     jobs = [(config, c, s, str(run_folder(root, c, s)), config.threads, k % workers, progress)
