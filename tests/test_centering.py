@@ -78,7 +78,7 @@ def test_a_blocker_trained_on_centred_inputs_keeps_them_and_oversees_with_them(t
     assert summary["labels"] == 2500
     metadata = json.loads((folder / "member-0" / "blocker.json").read_text())
     assert metadata["preprocessing"]["center"] == {"top": SHIP_TIP_ROW, "bottom": SHIP_TIP_ROW + 1,
-                                                   "color": list(SHIP_COLOR)}
+                                                   "color": list(SHIP_COLOR), "vertical": False}
     preprocessing = Preprocessing.from_dict(metadata["preprocessing"])
     inputs = load_labels([labels], preprocessing=preprocessing).inputs(np.arange(0, 2500, 50))
     tips = inputs[:, :, SHIP_TIP_ROW - 35, 80]  # the crop starts at row 35
@@ -86,3 +86,38 @@ def test_a_blocker_trained_on_centred_inputs_keeps_them_and_oversees_with_them(t
     run = last_json(saferl("oversee", "--game", "space_invaders", "--overseer", f"blocker:{folder}", "--steps", "200",
                            "--seed", "9", "--json"))
     assert run["steps"] == 200 and run["blocks"] > 0
+
+
+def test_road_runner_frames_centre_on_the_runner_in_both_directions():
+    """The runner moves up and down the road too: its row and column read from pixels follow RAM's y and x, and a
+    centred frame puts the runner's pixels in the middle row and column, every pixel moved by the same (dy, dx)."""
+    from saferl.games.road_runner import LEVEL, PLAYER_X, PLAYER_Y
+
+    game = get_game("road_runner")
+    sprite = game.player_sprite
+    env = make_ale_env(game)
+    env.reset(seed=2)
+    rng = np.random.default_rng(2)
+    found, checked = [], 0
+    for step in range(600):
+        frame, _, terminated, truncated, _ = env.step(int(rng.integers(18)))
+        if terminated or truncated:
+            env.reset()
+        ram = env.unwrapped.ale.getRAM()
+        if ram[LEVEL] != 0 or sprite.column(frame) is None:
+            continue
+        found.append((sprite.column(frame) - int(ram[PLAYER_X]), sprite.row(frame) - int(ram[PLAYER_Y])))
+        if step % 25:
+            continue
+        out = centered(frame, sprite)
+        assert sprite.column(out) == 80 and sprite.row(out) in (104, 105, 106)
+        dy, dx = 105 - sprite.row(frame), 80 - sprite.column(frame)
+        inside = frame[max(0, -dy):210 - max(0, dy), max(0, -dx):160 - max(0, dx)]
+        assert np.array_equal(out[max(0, dy):210 + min(0, dy), max(0, dx):160 + min(0, dx)], inside)
+        checked += 1
+    env.close()
+    assert len(found) > 400 and checked >= 10
+    offsets = np.array(found)
+    assert len(np.unique(offsets[:, 1])) <= 12 and np.percentile(np.abs(offsets - np.median(offsets, 0)), 95) <= 4, \
+        "the pixels' position is RAM's plus a fixed offset, within a few pixels"
+    assert default_preprocessing("road_runner", center=True).center == sprite and sprite.vertical

@@ -102,25 +102,37 @@ class Preprocessing:
         """The preprocessing described by :meth:`to_dict` output."""
         center = data.get("center")
         sprite = None if center is None else PlayerSprite(int(center["top"]), int(center["bottom"]),
-                                                          tuple(int(v) for v in center["color"]))
+                                                          tuple(int(v) for v in center["color"]),
+                                                          bool(center.get("vertical", False)))
         return cls(crop=tuple(int(v) for v in data["crop"]), size=tuple(int(v) for v in data["size"]),
                    color=str(data["color"]), stack=int(data["stack"]), interpolation=str(data["interpolation"]),
                    center=sprite)
 
 
+def _shifted(frame: np.ndarray, shift: int, axis: int) -> np.ndarray:
+    """``frame`` moved ``shift`` pixels along ``axis`` (0 rows, 1 columns), black where nothing shifts in."""
+    if shift == 0:
+        return frame
+    out = np.zeros_like(frame)
+    size = frame.shape[axis]
+    source = [slice(None)] * frame.ndim
+    target = [slice(None)] * frame.ndim
+    source[axis], target[axis] = (slice(0, size - shift), slice(shift, size)) if shift > 0 else \
+        (slice(-shift, size), slice(0, size + shift))
+    out[tuple(target)] = frame[tuple(source)]
+    return out
+
+
 def centered(frame: np.ndarray, sprite: PlayerSprite) -> np.ndarray:
-    """``frame`` (H x W x 3) shifted sideways so ``sprite``'s column is column W // 2, black where nothing shifts in;
-    ``frame`` itself when the sprite does not show."""
+    """``frame`` (H x W x 3) shifted so ``sprite``'s column is column W // 2 (and, for a ``vertical`` sprite, its
+    row row H // 2), black where nothing shifts in; ``frame`` itself when the sprite does not show."""
     column = sprite.column(frame)
     if column is None:
         return frame
-    width = frame.shape[1]
-    shift = width // 2 - column
-    out = np.zeros_like(frame)
-    if shift >= 0:
-        out[:, shift:] = frame[:, :width - shift]
-    else:
-        out[:, :shift] = frame[:, -shift:]
+    out = _shifted(frame, frame.shape[1] // 2 - column, axis=1)
+    if sprite.vertical:
+        row = sprite.row(frame)
+        out = _shifted(out, frame.shape[0] // 2 - row, axis=0)
     return out
 
 

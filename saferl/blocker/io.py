@@ -60,6 +60,7 @@ class SpriteRecord(Strict):
     top: int = Field(ge=0, le=1024)
     bottom: int = Field(ge=1, le=1024)
     color: list[Annotated[int, Field(ge=0, le=255)]] = Field(min_length=3, max_length=3)
+    vertical: bool = False
 
 
 class PreprocessingRecord(Strict):

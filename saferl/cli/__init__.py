@@ -94,7 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--color", default="rgb", choices=("rgb", "gray"), help="frames as RGB (the paper) or gray")
     train.add_argument("--stack", type=positive, default=1, help="frames per input (e.g. --color gray --stack 4)")
     train.add_argument("--center", action=argparse.BooleanOptionalAction, default=None,
-                       help="shift each frame sideways so the player sits in the middle (default: the game's preset)")
+                       help="shift each frame so the player sits in the middle: sideways, and up or down for a "
+                            "player that moves so (Road Runner) (default: the game's preset, on for Space Invaders)")
     train.add_argument("--margin", type=float, default=0.0,
                        help="safety margin: lower the threshold to also block this fraction of the out-of-fold "
                             "passes (e.g. 0.01)")

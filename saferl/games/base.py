@@ -51,17 +51,27 @@ class Rect:
 @dataclass(frozen=True)
 class PlayerSprite:
     """Where the player is drawn: pixels of ``color`` in rows [top, bottom) of the RGB frame. Their mean column
-    is the player's column (a Blocker can centre its input on it: :class:`~saferl.blocker.data.Preprocessing`)."""
+    is the player's column, and with ``vertical`` (a player that moves up and down too) their mean row its row (a
+    Blocker can centre its input on it: :class:`~saferl.blocker.data.Preprocessing`)."""
 
     top: int
     bottom: int
     color: tuple[int, int, int]
+    vertical: bool = False
+
+    def _pixels(self, frame: np.ndarray) -> np.ndarray:
+        """Which pixels of rows [top, bottom) have the player's colour (rows x W bool)."""
+        return np.all(frame[self.top:self.bottom] == np.asarray(self.color, np.uint8), axis=2)
 
     def column(self, frame: np.ndarray) -> int | None:
         """The player's column in ``frame`` (H x W x 3 uint8), or None when no pixel of its colour shows."""
-        rows = frame[self.top:self.bottom]
-        columns = np.flatnonzero(np.all(rows == np.asarray(self.color, np.uint8), axis=2).any(axis=0))
+        columns = np.flatnonzero(self._pixels(frame).any(axis=0))
         return int(round(columns.mean())) if len(columns) else None
+
+    def row(self, frame: np.ndarray) -> int | None:
+        """The player's row in ``frame``, or None when no pixel of its colour shows."""
+        rows = np.flatnonzero(self._pixels(frame).any(axis=1))
+        return self.top + int(round(rows.mean())) if len(rows) else None
 
 
 @dataclass(frozen=True)

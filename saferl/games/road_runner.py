@@ -56,7 +56,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from saferl.games.base import Game, GameState, Rect
+from saferl.games.base import Game, GameState, PlayerSprite, Rect
 
 # --- RAM addresses ---------------------------------------------------------------------------
 PLAYER_X, PLAYER_Y = 80, 3
@@ -94,6 +94,10 @@ ROAD_MIDDLE_Y = 25  # runner y in the middle of the road (y runs 1..50)
 Y_STEP = 7  # rows the runner moves vertically per agent step
 PLAYER_TOP, PLAYER_BOTTOM = 95, 127  # sprite rows relative to its y
 PLAYER_LEFT, PLAYER_RIGHT = -1, 9  # sprite columns relative to its x
+# A colour of the runner's sprite that nothing else on the road has (random play, 20 frames: 360 of its pixels in
+# the sprite's box, 16 outside it), in the rows the sprite covers over the road (y 1..50).
+RUNNER_COLOR = (101, 111, 228)
+RUNNER_ROWS = (1 + PLAYER_TOP, 50 + PLAYER_BOTTOM)
 TRUCK_ROWS = {1: (157, 175), 2: (129, 147)}  # truck sprite rows per lane
 FRAME_HEIGHT, FRAME_WIDTH = 210, 160
 LEFT_EDGE, RIGHT_WALL = 69, 144  # runner x range; left of LEFT_EDGE the road scrolls instead
@@ -251,6 +255,7 @@ ROAD_RUNNER = RoadRunner(
     name="road_runner",
     env_id="ALE/RoadRunner-v5",
     lookahead_horizon=10,  # a catch is decided several steps ahead: 3 let 19 in 3,000 random steps through, 10 none
+    player_sprite=PlayerSprite(*RUNNER_ROWS, RUNNER_COLOR, vertical=True),
     catastrophe_text=(
         "losing a life on level 1, dated to the catch by the coyote or the truck hit (18-38 steps before "
         "the lives counter drops); exact, from RAM (ram[61] or ram[57] turns non-zero while ram[22] == 0); "
