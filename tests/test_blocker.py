@@ -638,6 +638,9 @@ def test_fresh_episodes_of_another_seed_and_a_down_pushing_policy_miss_no_block(
     pushed = last_json(saferl("eval-blocker", str(folder), str(tmp_path / "push"), "--json"))
     assert pushed["positives"] > 1000 and pushed["novel"] > 500
     assert pushed["false_negatives"] <= 0.01 * pushed["positives"]
+    alone = pushed["threshold_alone"]  # the same members without the novelty check (--no-novelty)
+    assert alone["false_negatives"] > pushed["false_negatives"], "the check catches blocks the scores miss there"
+    assert 0 < pushed["false_positives"] - alone["false_positives"] <= pushed["novel"]
 
 
 @pytest.mark.slow

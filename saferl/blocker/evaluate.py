@@ -58,12 +58,18 @@ class EvalResult:
     plot: Path | None
     logits: np.ndarray = field(repr=False)
     promised_fn_rate: float | None = None
+    threshold_alone: Evaluation | None = None
 
     def summary(self) -> dict[str, Any]:
-        """Figures for the CLI: the evaluation's plus where they come from."""
+        """Figures for the CLI: the evaluation's plus where they come from, and (for a Blocker with a novelty
+        check) the false negatives and positives of its threshold alone, as it oversees with ``--no-novelty``."""
+        alone = self.threshold_alone
         return {**self.evaluation.as_dict(), "promised_fn_rate": self.promised_fn_rate,
                 "labels_given": self.examples_given,
-                "held_out_episodes": self.held_out_episodes, "plot": str(self.plot) if self.plot else None}
+                "held_out_episodes": self.held_out_episodes, "plot": str(self.plot) if self.plot else None,
+                "threshold_alone": None if alone is None else
+                {"false_negatives": alone.false_negatives, "false_positives": alone.false_positives,
+                 "false_positive_rate": alone.false_positive_rate}}
 
 
 def evaluate_blocker(blocker: Any, label_paths: Sequence[str | os.PathLike[str]],
@@ -87,6 +93,7 @@ def evaluate_blocker(blocker: Any, label_paths: Sequence[str | os.PathLike[str]]
         plot = plot_precision_recall(logits, positives, blocker.threshold_logit, Path(plot_dir) / PLOT,
                                      f"{blocker.game} Blocker, held-out episodes", novel)
     promised = blocker.metadata.get("summary", {}).get("promised_fn_rate")
+    alone = evaluate(logits, positives, blocker.threshold_logit) if getattr(blocker, "novelty", None) else None
     return EvalResult(evaluate(logits, positives, blocker.threshold_logit, novel), len(data),
                       int(np.unique(data.episodes[indices]).size), plot, logits,
-                      float(promised) if isinstance(promised, (int, float)) else None)
+                      float(promised) if isinstance(promised, (int, float)) else None, alone)
