@@ -197,6 +197,44 @@ def test_the_promised_false_negative_rate_is_the_lowest_of_n_draws_bound():
     assert fn_rate_bound(1000) < fn_rate_bound(100) < fn_rate_bound(10)
 
 
+def test_misses_let_the_lowest_scored_positives_through_and_the_promise_counts_them():
+    logits = np.array([-3.0, -2.0, -1.0, 0.5, 1.0, 2.0, 3.0, 0.7, -4.0])
+    positives = np.array([0, 0, 0, 1, 0, 1, 1, 0, 1], bool)  # one positive (-4.0) far below the others
+    assert zero_fn_threshold(logits, positives) == -4.0
+    assert zero_fn_threshold(logits, positives, misses=1) == 0.5  # the next lowest positive
+    assert zero_fn_threshold(logits, positives, misses=2) == 2.0
+    assert evaluate(logits, positives, 0.5).false_negatives == 1
+    with pytest.raises(SaferlError, match="--misses 4"):
+        zero_fn_threshold(logits, positives, misses=4)  # 4 positives: at most 3 misses
+    # P(Binomial(n, e) <= m) is 0.05 at the bound: for m = 1, (1 - e)^n + n e (1 - e)^(n - 1).
+    n, e = 8890, fn_rate_bound(8890, misses=1)
+    assert (1 - e) ** n + n * e * (1 - e) ** (n - 1) == pytest.approx(0.05, rel=1e-6)
+    n, e = 300, fn_rate_bound(300, misses=2)
+    assert (1 - e) ** n + n * e * (1 - e) ** (n - 1) + n * (n - 1) / 2 * e ** 2 * (1 - e) ** (n - 2) == \
+        pytest.approx(0.05, rel=1e-6)
+    assert fn_rate_bound(8890) < fn_rate_bound(8890, misses=1) < fn_rate_bound(8890, misses=2) < 0.001
+    assert fn_rate_bound(3, misses=3) == 1.0
+
+
+def test_train_blocker_with_misses_names_the_blocks_it_lets_through(labels, tmp_path):
+    """``--misses 2``: the out-of-fold figures hold exactly two false negatives, the summary lists them (lowest
+    first, below the threshold, each a stored block of its episode) and the promise counts them."""
+    summary = last_json(saferl("train-blocker", str(labels), "--game", "pong", "--out", str(tmp_path / "b"),
+                               "--threads", "1", "--epochs", "2", "--misses", "2", "--no-novelty", "--no-progress",
+                               "--json"))
+    missed = summary["missed_blocks"]
+    assert summary["misses"] == 2 and len(missed) == 2
+    assert missed[0]["score"] <= missed[1]["score"] < summary["threshold"]
+    assert summary["promised_fn_rate"] == pytest.approx(fn_rate_bound(summary["val_positives"], misses=2))
+    with LabelStore.open(labels) as store:
+        for block in missed:
+            assert block["store"] == str(labels)
+            label = store[block["label"]]
+            assert label.blocked and label.episode == block["episode"]
+    metadata = json.loads((tmp_path / "b" / "ensemble.json").read_text())
+    assert metadata["misses"] == 2 and metadata["metrics"]["validation"]["false_negatives"] == 2
+
+
 def test_novelty_radius_covers_the_held_out_share_and_flags_a_far_view():
     rng = np.random.default_rng(0)
     views = [rng.normal(size=(3000, 10)).astype(np.float32) for _ in range(3)]

@@ -32,7 +32,7 @@ from saferl.blocker.alarm import degeneration_alarm
 from saferl.blocker.data import BlockerData, Folds, Preprocessing, fold_by_episode, load_labels
 from saferl.blocker.ensemble import Ensemble, save_ensemble
 from saferl.blocker.evaluate import novel_blocks
-from saferl.blocker.model import ModelConfig
+from saferl.blocker.model import ModelConfig, sigmoid
 from saferl.blocker.novelty import QUANTILE, fit_novelty
 from saferl.blocker.threshold import Evaluation, evaluate, fn_rate_bound, plot_precision_recall, zero_fn_threshold
 from saferl.blocker.train import TrainConfig, TrainedNet, example_logits, train_net
@@ -55,6 +55,8 @@ class FitResult:
     seconds: float
     alarm: str | None
     test_logits: np.ndarray = field(repr=False)
+    misses: int = 0
+    missed: list[dict[str, Any]] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         """Figures for the CLI and reports: the promise next to what the test episodes measured."""
@@ -75,7 +77,9 @@ class FitResult:
             "device": self.trained[0].device,
             "threshold": self.blocker.threshold,
             "val_positives": validation.positives,
-            "promised_fn_rate": fn_rate_bound(validation.positives, CONFIDENCE),
+            "promised_fn_rate": fn_rate_bound(validation.positives, CONFIDENCE, self.misses),
+            "misses": self.misses,
+            "missed_blocks": self.missed,
             "promise_confidence": CONFIDENCE,
             "val_false_positive_rate": validation.false_positive_rate,
             "val_block_share": validation.block_share,
@@ -92,6 +96,17 @@ class FitResult:
             "novel": test.novel,
             "auc": test.as_dict()["auc"],
         }
+
+
+def missed_blocks(data: BlockerData, fitted: np.ndarray, out_of_fold: np.ndarray,
+                  threshold: float) -> list[dict[str, Any]]:
+    """The out-of-fold blocks scored below ``threshold``, lowest first: each one's store, episode, label index in its
+    store and block probability."""
+    below = fitted[data.blocked[fitted] & (out_of_fold[fitted] < threshold)]
+    first = {k: int(np.flatnonzero(data.store == k)[0]) for k in np.unique(data.store[below]).tolist()}
+    return [{"store": data.sources[int(data.store[i])].path, "episode": int(data.store_episode[i]),
+             "label": int(i) - first[int(data.store[i])], "score": float(sigmoid(out_of_fold[i]))}
+            for i in below[np.argsort(out_of_fold[below])]]
 
 
 def training_record(data: BlockerData, parts: dict[str, np.ndarray]) -> list[dict[str, Any]]:
@@ -126,10 +141,13 @@ def feature_views(blocker: Any, data: BlockerData) -> np.ndarray:
     return np.concatenate(chunks)
 
 
-def check_fit_options(margin: float, folds: int) -> None:
-    """Refuse a threshold ``margin`` outside [0, 1) or fewer than 2 ``folds``, before any work."""
+def check_fit_options(margin: float, folds: int, misses: int = 0) -> None:
+    """Refuse a threshold ``margin`` outside [0, 1), fewer than 2 ``folds`` or negative ``misses``, before any
+    work."""
     if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not 0.0 <= margin < 1.0:
         raise SaferlError(f"the threshold margin must be a number in [0, 1), not {margin!r} (--margin)")
+    if isinstance(misses, bool) or not isinstance(misses, int) or misses < 0:
+        raise SaferlError(f"misses must be a whole number >= 0, not {misses!r} (--misses)")
     if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
         raise SaferlError(f"--folds must be a whole number of at least 2 (each fold validates the others' Blocker), "
                           f"not {folds!r}")
@@ -138,7 +156,8 @@ def check_fit_options(margin: float, folds: int) -> None:
 def fit_blocker(label_paths: Sequence[str | os.PathLike[str]], game: str, out: str | os.PathLike[str] | None = None,
                 preprocessing: Preprocessing | None = None, model_config: ModelConfig | None = None,
                 config: TrainConfig = TrainConfig(), margin: float = 0.0, folds: int = 3,
-                test_fraction: float = 0.2, novelty_quantile: float = QUANTILE, novelty: bool = True) -> FitResult:
+                test_fraction: float = 0.2, novelty_quantile: float = QUANTILE, novelty: bool = True,
+                misses: int = 0) -> FitResult:
     """Cross-fit, threshold, check, evaluate and (with ``out``) save a Blocker on the label stores ``label_paths``.
 
     The folds are seeded with ``config.seed``. ``out`` receives the Blocker (an ensemble folder, see
@@ -149,15 +168,17 @@ def fit_blocker(label_paths: Sequence[str | os.PathLike[str]], game: str, out: s
     :param folds: members, one per fold of episodes (at least 2).
     :param novelty_quantile: the share of held-out labelled states the novelty radius covers.
     :param novelty: give the Blocker its novelty check (without it, only the members' logits decide).
+    :param misses: out-of-fold blocks the threshold may miss, the lowest-scored; the summary lists them
+        (``missed_blocks``: store, episode, label index) for a person to review (``saferl review``).
     """
-    check_fit_options(margin, folds)
+    check_fit_options(margin, folds, misses)
     start = time.perf_counter()
     data = load_labels(label_paths, game, preprocessing)
     parts = fold_by_episode(data, folds, test_fraction, seed=config.seed)
     fitted = parts.fitted
     trained, out_of_fold = cross_fit(data, parts, model_config, config,
                                      Path(out) / "tensorboard" if out is not None else None)
-    threshold = zero_fn_threshold(out_of_fold[fitted], data.blocked[fitted], margin)
+    threshold = zero_fn_threshold(out_of_fold[fitted], data.blocked[fitted], margin, misses)
     check, novel = None, np.zeros(len(data.blocked), bool)
     if novelty:
         views = [feature_views(net.blocker, data) for net in trained]
@@ -170,9 +191,10 @@ def fit_blocker(label_paths: Sequence[str | os.PathLike[str]], game: str, out: s
     test = evaluate(test_logits, data.blocked[parts.test], threshold, test_novel)
     alarm = degeneration_alarm(validation.block_share, validation.teacher_share, blocker.threshold)
     result = FitResult(blocker, data, parts, validation, test, trained, time.perf_counter() - start, alarm,
-                       test_logits)
+                       test_logits, misses, missed_blocks(data, fitted, out_of_fold, threshold))
     blocker.metadata = {
         "margin": margin,
+        "misses": misses,
         "folds": folds,
         "train_config": asdict(config),
         "training_data": training_record(data, parts.parts()),

@@ -1,9 +1,11 @@
 """Choosing the block threshold, what it promises, and measuring a Blocker at it.
 
 The threshold is the highest one that still blocks every validation positive (zero false negatives there): the
-Blocker blocks as little as it can without missing a block the overseer made. Optionally a safety margin lowers it
-further so that an extra fraction of the validation negatives is blocked too (a buffer whose cost in false
-positives is fixed in advance).
+Blocker blocks as little as it can without missing a block the overseer made. With ``misses`` m it blocks all but
+the m lowest-scored: one or two blocks that no member scores anywhere near the rest (a rule's verdict the frame
+does not show) otherwise pull the threshold down to nearly nothing; their promise counts them. Optionally a
+safety margin lowers it further so that an extra fraction of the validation negatives is blocked too (a buffer
+whose cost in false positives is fixed in advance).
 
 What it promises (:func:`fn_rate_bound`): set below all n validation positives, the threshold misses a fresh
 positive from the same distribution with probability p, where P(p > e) = (1 - e)^n (the lowest of n draws); so
@@ -25,12 +27,14 @@ from saferl.blocker.model import sigmoid
 from saferl.errors import SaferlError
 
 
-def zero_fn_threshold(logits: np.ndarray, positives: np.ndarray, margin: float = 0.0) -> float:
-    """The highest logit threshold (block when logit >= it) with no false negative among ``logits``.
+def zero_fn_threshold(logits: np.ndarray, positives: np.ndarray, margin: float = 0.0, misses: int = 0) -> float:
+    """The highest logit threshold (block when logit >= it) with no false negative among ``logits`` (with
+    ``misses``, with that many: the ``misses`` lowest-scored positives are let through).
 
     :param positives: which examples the overseer blocked.
     :param margin: lower the threshold further to also block this fraction of all negatives (the
         highest-scoring of those below it): a safety buffer whose false-positive cost is fixed.
+    :param misses: positives the threshold may miss, the lowest-scored (see :func:`fn_rate_bound`).
     """
     logits, positives = np.asarray(logits, np.float64), np.asarray(positives, bool)
     if not positives.any():
@@ -38,7 +42,10 @@ def zero_fn_threshold(logits: np.ndarray, positives: np.ndarray, margin: float =
                           "record more episodes")
     if not 0.0 <= margin < 1.0:
         raise SaferlError(f"the threshold margin must lie in [0, 1), not {margin} (--margin)")
-    threshold = float(logits[positives].min())
+    if not 0 <= misses < int(positives.sum()):
+        raise SaferlError(f"--misses {misses}: the validation episodes hold {int(positives.sum())} blocks; the "
+                          "threshold may miss fewer than that (0 misses none)")
+    threshold = float(np.sort(logits[positives])[misses])
     below = np.sort(logits[~positives & (logits < threshold)])[::-1]
     extra = math.ceil(margin * int((~positives).sum()))
     if extra and len(below):
@@ -46,12 +53,33 @@ def zero_fn_threshold(logits: np.ndarray, positives: np.ndarray, margin: float =
     return threshold
 
 
-def fn_rate_bound(positives: int, confidence: float = 0.95) -> float:
+def fn_rate_bound(positives: int, confidence: float = 0.95, misses: int = 0) -> float:
     """The false-negative rate on fresh positives that a threshold below all ``positives`` validation positives
-    stays under with ``confidence`` (see the module docstring); 1 without positives."""
-    if positives < 1:
+    (with ``misses``, above that many of them) stays under with ``confidence`` (see the module docstring); 1
+    without more positives than misses.
+
+    Set at the (m + 1)-th lowest of n positives, the threshold misses a fresh one with probability p where
+    P(p > e) = P(Binomial(n, e) <= m); the bound is the e at which that is 1 - ``confidence`` (for m = 0,
+    1 - (1 - confidence)^(1/n)), found by bisection."""
+    if positives <= misses:
         return 1.0
-    return float(1.0 - (1.0 - confidence) ** (1.0 / positives))
+    if misses == 0:
+        return float(1.0 - (1.0 - confidence) ** (1.0 / positives))
+    delta = 1.0 - confidence
+
+    def at_most_misses(e: float) -> float:  # P(Binomial(positives, e) <= misses), in logs for large n
+        terms = [math.lgamma(positives + 1) - math.lgamma(i + 1) - math.lgamma(positives - i + 1)
+                 + i * math.log(e) + (positives - i) * math.log1p(-e) for i in range(misses + 1)]
+        return sum(math.exp(t) for t in terms)
+
+    low, high = 0.0, 1.0
+    for _ in range(100):
+        middle = (low + high) / 2
+        if middle <= 0.0 or at_most_misses(middle) > delta:
+            low = middle
+        else:
+            high = middle
+    return float(high)
 
 
 def roc_auc(logits: np.ndarray, positives: np.ndarray) -> float:

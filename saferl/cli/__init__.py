@@ -96,6 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--center", action=argparse.BooleanOptionalAction, default=None,
                        help="shift each frame so the player sits in the middle: sideways, and up or down for a "
                             "player that moves so (Road Runner) (default: the game's preset, on for Space Invaders)")
+    train.add_argument("--misses", type=natural, default=0,
+                       help="out-of-fold blocks the threshold may miss, the lowest-scored (default 0: none); the "
+                            "summary lists them to review, and the promised false-negative rate counts them")
     train.add_argument("--margin", type=float, default=0.0,
                        help="safety margin: lower the threshold to also block this fraction of the out-of-fold "
                             "passes (e.g. 0.01)")

@@ -29,7 +29,7 @@ def cmd_train_blocker(args: argparse.Namespace) -> int:
     model = ModelConfig(defaults.convs, defaults.filters, defaults.fc, dropout)
     preprocessing = default_preprocessing(game.name, color=args.color, stack=args.stack, center=args.center)
     result = fit_blocker(args.labels, game.name, out, preprocessing, model, config, margin=args.margin,
-                         folds=args.folds, novelty=not args.no_novelty)
+                         folds=args.folds, novelty=not args.no_novelty, misses=args.misses)
     print(result.test.table())
     summary = {**result.summary(), "out": str(out)}
     print_summary(f"Blocker for {game.name} in {out} (figures on the test episodes)", summary, args.json)

@@ -145,17 +145,17 @@ class ExperimentConfig:
 def blocker_settings(blocker: dict[str, Any], **defaults: Any) -> tuple[TrainConfig, dict[str, Any], bool]:
     """The experiment's ``blocker`` options as Blocker training settings: the :class:`TrainConfig` (``defaults``
     fill what the options leave out), the options of :func:`~saferl.blocker.fit.fit_blocker` (``margin``, ``folds``,
-    ``novelty``) and whether a Blocker whose alarm is raised may take over. Bad options fail here, before any
+    ``novelty``, ``misses``) and whether a Blocker whose alarm is raised may take over. Bad options fail here, before any
     work."""
     from saferl.blocker import TrainConfig
     from saferl.blocker.fit import check_fit_options
 
     options = {**defaults, **blocker}
     fit = {"margin": options.pop("margin", 0.0), "folds": options.pop("folds", 3),
-           "novelty": options.pop("novelty", True)}
+           "novelty": options.pop("novelty", True), "misses": options.pop("misses", 0)}
     allow_degenerate = options.pop("allow_degenerate", False)
     try:
-        check_fit_options(fit["margin"], fit["folds"])
+        check_fit_options(fit["margin"], fit["folds"], fit["misses"])
         for name, value in (("allow_degenerate", allow_degenerate), ("novelty", fit["novelty"])):
             if not isinstance(value, bool):
                 raise SaferlError(f"{name} must be true or false, not {value!r}")
