@@ -148,6 +148,7 @@ def overseen_envs(scorer: Any, game: Game, source: str, n_envs: int, seed: int, 
 
     venv = make_vec_env(game, n_envs=n_envs, overseer=BlockerOverseer(scorer), mode="replace", seed=seed,
                         with_frame=True, preprocess=preprocess)
+    venv.keep_frames()  # the recorder keeps the frames of blocks and false negatives
     return FalseNegativeRecorder(venv, game, source, max_findings, keep_blocks, steps, progress)
 
 

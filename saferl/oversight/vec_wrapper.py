@@ -58,6 +58,7 @@ class VecOversight(VecEnvWrapper):
         self._probed: np.ndarray | None = None  # which envs' counterfactuals ride on the step
         self._counterfactuals: dict[int, bool] = {}
         self._worker_scores = False  # a worker process runs the overseer's frame scorer
+        self._frames_kept = False  # a wrapper above reads the frames (keep_frames)
         self._scoring = False  # ... and owes the scores of the current contexts
         self._score_in_worker()
 
@@ -108,7 +109,14 @@ class VecOversight(VecEnvWrapper):
             venv.set_scorer(None)
         self._worker_scores = scorer is not None
         if isinstance(venv, SharedMemoryVecEnv) and venv.recipe.frames:
-            self._frames_here(not self._worker_scores or self.intervention.label_store is not None)
+            self._frames_here(self._frames_kept or not self._worker_scores or self.intervention.label_store is not None)
+
+    def keep_frames(self) -> None:
+        """Keep the RGB frames in the infos and contexts on every step, for a wrapper above that reads them (the
+        attack's recorder); otherwise they stay in the worker processes while a Blocker scores there."""
+        self._frames_kept = True
+        if isinstance(self.venv, SharedMemoryVecEnv) and self.venv.recipe.frames:
+            self._frames_here(True)
 
     def _frames_here(self, needed: bool) -> None:
         """Have SharedMemoryVecEnv copy the RGB frames into this process only when something here reads them (an
