@@ -111,6 +111,7 @@ class Run:
                 raise SaferlError(f"{err}; {self._afresh}") from None
             agent.counters.totals.update(state["totals"])
         state["checkpoint_bytes"] = max(state["checkpoint_bytes"], folder_bytes(self.checkpoint))
+        (self.folder / SUMMARY_FILE).unlink(missing_ok=True)  # a smaller budget's: the run goes on, not finished
         episodes = Table(self.folder / "episodes.csv", EPISODE_COLUMNS, state["episodes_rows"])
         curve = Table(self.folder / "curve.csv", CURVE_COLUMNS, state["curve_rows"])
         started = time.perf_counter() - state["seconds"]
@@ -136,6 +137,7 @@ class Run:
                          curve_rows=curve.rows, seconds=time.perf_counter() - started)
             save_checkpoint(self.checkpoint, agent, state)
             state["checkpoint_bytes"] = max(state["checkpoint_bytes"], folder_bytes(self.checkpoint))
+        (self.folder / SUMMARY_FILE).unlink(missing_ok=True)  # a smaller budget's: the run goes on, not finished
 
         first = index = state["phase"]
         try:
