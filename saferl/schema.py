@@ -102,6 +102,11 @@ def validate(model: type[Model], data: Any, source: str, fix: str) -> Model:
         raise SaferlError(f"{source}: {describe_error(err)}; {fix}") from None
 
 
+def comma_separated(text: str) -> list[str]:
+    """The items of a comma-separated value (``--conditions hirl,none``), stripped, empty ones dropped."""
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
 def finite(value: float, name: str) -> float:
     """``value`` when it is a finite number, else a :class:`SaferlError` naming ``name``."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
@@ -109,4 +114,4 @@ def finite(value: float, name: str) -> float:
     return float(value)
 
 
-__all__ = ["MAX_JSON_BYTES", "Strict", "describe_error", "finite", "parse_json", "read_json", "validate"]
+__all__ = ["MAX_JSON_BYTES", "Strict", "comma_separated", "describe_error", "finite", "parse_json", "read_json", "validate"]

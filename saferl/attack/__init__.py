@@ -18,13 +18,14 @@ from typing import Any
 
 from saferl.errors import SaferlError
 from saferl.files import writable_dir
+from saferl.schema import comma_separated
 
 METHODS = ("shift", "adversary", "perturb")
 
 
 def parse_methods(text: str) -> list[str]:
     """The methods of a comma-separated ``--method`` value."""
-    methods = [m.strip() for m in text.split(",") if m.strip()]
+    methods = comma_separated(text)
     unknown = [m for m in methods if m not in METHODS]
     if unknown or not methods:
         raise SaferlError(f"unknown --method {text!r}: choose from {', '.join(METHODS)} (comma-separated)")

@@ -89,6 +89,7 @@ class FalseNegativeRecorder(VecEnvWrapper):
         from tqdm import tqdm
 
         super().__init__(venv)
+        venv.keep_frames()  # it keeps the frames of blocks and false negatives: they must reach this process
         self._bar = tqdm(total=steps, desc=f"attack: {source}", unit="step", disable=not progress)
         self.oversight, self.game, self.source = venv, game, source
         self.max_findings, self.keep_blocks = max_findings, keep_blocks
@@ -148,7 +149,6 @@ def overseen_envs(scorer: Any, game: Game, source: str, n_envs: int, seed: int, 
 
     venv = make_vec_env(game, n_envs=n_envs, overseer=BlockerOverseer(scorer), mode="replace", seed=seed,
                         with_frame=True, preprocess=preprocess)
-    venv.keep_frames()  # the recorder keeps the frames of blocks and false negatives
     return FalseNegativeRecorder(venv, game, source, max_findings, keep_blocks, steps, progress)
 
 

@@ -8,11 +8,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from saferl.errors import SaferlError
+from saferl.schema import comma_separated
 
 
 def prior_stores(prior: Any) -> list[str]:
     """The label store folders of a ``prior`` option (comma-separated)."""
-    return [path.strip() for path in str(prior or "").split(",") if path.strip()]
+    return comma_separated(str(prior or ""))
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from typing import Any
 from saferl.cli.common import human_options, print_summary
 from saferl.errors import SaferlError
 from saferl.files import writable_dir
+from saferl.schema import comma_separated
 
 EXPERIMENT_KEYS = ("game", "agent", "overseer", "conditions", "oversight_steps", "total_steps", "mode", "penalty",
                    "block_penalty", "device", "workers", "threads", "checkpoint_every")
@@ -48,11 +49,6 @@ def experiment_data(args: argparse.Namespace) -> dict[str, Any]:
 RESUME_FLAGS = ("total_steps", "conditions", "workers")  # what --resume takes besides the run folder
 
 
-def comma_list(text: str) -> list[str]:
-    """The items of a comma-separated flag value."""
-    return [item.strip() for item in text.split(",") if item.strip()]
-
-
 def check_resume_flags(args: argparse.Namespace) -> None:
     """``--resume`` goes on with the run folder's saved config: only the budget, which conditions go on and how
     many at once may be given with it; any other setting is refused by name instead of being ignored."""
@@ -85,7 +81,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
         rows = run_experiment(config, out, resume=bool(args.resume), progress=not args.no_progress,
                               allow_degenerate_blocker=args.allow_degenerate_blocker,
                               total_steps=args.total_steps if args.resume else None,
-                              conditions=comma_list(args.conditions) if args.resume and args.conditions else None,
+                              conditions=comma_separated(args.conditions) if args.resume and args.conditions else None,
                               workers=args.workers if args.resume else None)
     except OversightQuit:
         print(f"saferl: the overseer quit; the labels and a checkpoint are saved: continue with "
