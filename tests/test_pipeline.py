@@ -239,3 +239,31 @@ def test_resume_with_a_larger_budget_carries_finished_runs_on_from_their_checkpo
     assert main(["experiment", "--resume", str(dqn), "--total-steps", "800", "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "replay buffer" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_run_carried_past_its_budget_drops_its_old_summary_until_it_finishes_again(tmp_path, monkeypatch, capsys):
+    """A finished run that goes on to a larger budget and is interrupted is unfinished: the report must not show its
+    smaller budget's summary as the run's result."""
+    import saferl.experiment.run as run_module
+
+    run = tmp_path / "run"
+    run_experiment(tiny_config(agent="a2c", conditions=["none"], oversight_steps=200, total_steps=400,
+                               checkpoint_every=200, hyperparams={"n_envs": 4, "backend": "dummy"}), run,
+                   progress=False)
+    folder = run / "runs" / "none" / "seed-0"
+    assert json.loads((folder / "summary.json").read_text())["steps"] < 800
+
+    save = run_module.save_checkpoint
+
+    def interrupt_after_saving(*args, **kwargs):
+        save(*args, **kwargs)
+        raise KeyboardInterrupt  # Ctrl-C right after the extended run's first checkpoint
+
+    monkeypatch.setattr(run_module, "save_checkpoint", interrupt_after_saving)
+    assert main(["experiment", "--resume", str(run), "--total-steps", "800", "--no-progress"]) == 130
+    saved = json.loads((folder / "checkpoint" / "state.json").read_text())["totals"]["steps"]
+    assert 400 < saved < 800, "stopped inside the new budget"
+    assert not (folder / "summary.json").exists()
+    capsys.readouterr()
+    assert main(["report", str(run)]) == 2
+    assert "no finished runs" in capsys.readouterr().err

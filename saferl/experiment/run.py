@@ -137,7 +137,6 @@ class Run:
                          curve_rows=curve.rows, seconds=time.perf_counter() - started)
             save_checkpoint(self.checkpoint, agent, state)
             state["checkpoint_bytes"] = max(state["checkpoint_bytes"], folder_bytes(self.checkpoint))
-        (self.folder / SUMMARY_FILE).unlink(missing_ok=True)  # a smaller budget's: the run goes on, not finished
 
         first = index = state["phase"]
         try:
