@@ -1,5 +1,7 @@
 """The fused pass of an ensemble's members gives what each member's own pass gives, on real frames."""
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -63,6 +65,15 @@ def test_weights_changed_in_place_are_seen_and_large_batches_run_member_by_membe
     after = ensemble.action_logits(inputs)
     assert np.abs(after - before).max() > 1e-3
     np.testing.assert_allclose(after, one_by_one(ensemble, inputs)[0].mean(axis=0), atol=1e-4, rtol=1e-4)
+    replaced = copy.deepcopy(ensemble.members[2].net)
+    with torch.no_grad():
+        for parameter in replaced.parameters():
+            parameter.mul_(0.5)
+    ensemble.members[2].net = replaced  # a member whose net is swapped for another (a refit, a load)
+    swapped = ensemble.action_logits(inputs)
+    assert np.abs(swapped - after).max() > 1e-3
+    np.testing.assert_allclose(swapped, one_by_one(ensemble, inputs)[0].mean(axis=0), atol=1e-4, rtol=1e-4)
+    after = swapped
     many = np.concatenate([inputs] * 9)  # 72 inputs: beyond a review's size
     np.testing.assert_allclose(ensemble.action_logits(many), np.concatenate([after] * 9), atol=1e-4, rtol=1e-4)
 

@@ -217,3 +217,39 @@ def test_a_scorer_runs_in_a_worker_on_the_frame_each_env_steps_from_next():
             bare.set_scorer(np.stack)
     finally:
         bare.close()
+
+
+def test_a_step_that_asks_for_scores_has_them_scored_on_every_envs_new_frame():
+    """``step_async(..., score=True)``: worker 0 scores once every block has stepped, this process's block
+    included (its envs' new frames, after an episode's end the next one's first, after a hold the same frame), and
+    the answer waits for ``score_wait`` whatever is asked meanwhile; closing with such a step in flight neither
+    hangs nor leaves a process behind."""
+    from saferl.env.vec_worker import EnvRecipe
+
+    venv = SharedMemoryVecEnv(EnvRecipe(PONG, 1, True, True, (("max_num_frames_per_episode", 40),)), 3, n_workers=1)
+    try:
+        assert venv._owner[0] == -1 and venv._owner[2] == 0, "env 0 steps in this process, env 2 in worker 0"
+        venv.set_scorer(np.stack)
+        venv.reset()
+        ends = 0
+        for step in range(24):
+            actions = np.array([HOLD if step % 5 == 4 else step % 6, 2, 3])
+            venv.step_async(actions, score=True)
+            _, _, dones, infos = venv.step_wait()
+            assert venv.scoring and venv.get_attr("render_mode") == [None] * 3
+            expected = [(venv.reset_infos[i] if dones[i] else infos[i])["game_state"].frame for i in range(3)]
+            assert np.array_equal(venv.score_wait(), np.stack(expected)), f"step {step}"
+            assert not venv.scoring
+            ends += int(dones.sum())
+        assert ends >= 5, "episodes ended inside the loop"
+        venv.set_scorer(fails)
+        venv.step_async(np.zeros(3, np.int64), score=True)
+        assert venv.step_wait()[0].shape == (3, 84, 84, 1), "the step's own results come whatever the scorer does"
+        with pytest.raises(RuntimeError, match="worker 0 failed(.|\n)*this scorer fails"):
+            venv.score_wait()
+        venv.set_scorer(np.stack)
+        pids = venv.worker_pids
+        venv.step_async(np.zeros(3, np.int64), score=True)
+    finally:
+        venv.close()
+    assert not any(os.path.exists(f"/proc/{pid}") for pid in pids)

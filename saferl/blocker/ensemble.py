@@ -130,7 +130,7 @@ class Ensemble:
         a review's size in one fused pass (:mod:`saferl.blocker.fused`), a larger one member by member."""
         nets = [member.net for member in self.members]
         if len(inputs) <= SMALL_BATCH and len(nets) > 1:
-            if self._fused is None or self._fused.version != FusedNets.weights_version(nets):
+            if self._fused is None or not self._fused.fits(nets):
                 self._fused = FusedNets.fuse(nets)
             if self._fused is not None:
                 device = self.members[0].device

@@ -33,7 +33,9 @@ class FusedNets:
     def __init__(self, nets: Sequence[BlockerNet]) -> None:
         self.members = len(nets)
         self.n_actions = nets[0].n_actions
-        self.version = self.weights_version(nets)
+        self._nets = list(nets)
+        self._params = [p for net in nets for p in net.parameters()]
+        self._versions = [p._version for p in self._params]
         with torch.no_grad():
             self.convs = []
             for depth, convs in enumerate(_layers(nets, nn.Conv2d, "trunk")):
@@ -56,10 +58,11 @@ class FusedNets:
         devices = {p.device for net in nets for p in net.parameters()}
         return FusedNets(nets) if len(shapes) == 1 and len(devices) == 1 else None
 
-    @staticmethod
-    def weights_version(nets: Sequence[BlockerNet]) -> tuple[int, ...]:
-        """A stamp that changes when any member's weights change in place (training, loading)."""
-        return tuple(p._version for net in nets for p in net.parameters())
+    def fits(self, nets: Sequence[BlockerNet]) -> bool:
+        """Whether these weights are still ``nets``' own: the same nets, no weight changed in place since (training,
+        loading). Reads each weight's version counter, not the modules (that walk cost more than the pass)."""
+        return (len(nets) == len(self._nets) and all(a is b for a, b in zip(nets, self._nets))
+                and all(p._version == v for p, v in zip(self._params, self._versions)))
 
     def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Every member's block logits of every action (K x B x A) and its views (K x B x units, see

@@ -21,7 +21,8 @@ workers, so overseers that simulate the envs (look-ahead) need the in-process ba
 What an overseer computes from the frames alone (the Blocker's scores of every action) can run in
 worker 0 (:meth:`SharedMemoryVecEnv.set_scorer`): after a step it scores all envs' new frames from the
 shared arrays while the agent chooses its next actions, so neither the frames' preprocessing nor the
-CNN sits in the learner's process.
+CNN sits in the learner's process. A step can carry the request (``step_async(..., score=True)``): worker 0
+starts scoring as soon as every block has stepped, released by a semaphore instead of a command.
 """
 
 from __future__ import annotations
@@ -102,12 +103,14 @@ class SharedMemoryVecEnv(VecEnv):
         self._fresh: tuple[int, ...] = tuple(range(n_envs))  # envs whose next step starts from their reset_ rows
         self.frames_in_infos = True  # copy the RGB frames into the infos' game states (see :meth:`current_frames`)
         self._scoring = False  # worker 0 owes the answer of a score command
+        self._score_on_step = False  # the step in flight asked worker 0 to score after it
+        self._frames_ready = context.Semaphore(0)  # released when every block has stepped: worker 0 may score
         self._score: tuple[Any] | None = None  # that answer, once received
         try:
             for block in blocks:
                 parent, child = context.Pipe()
-                process = context.Process(target=run_worker, args=(child, self._buffer, recipe, n_envs, block),
-                                          daemon=True)
+                process = context.Process(target=run_worker, daemon=True,
+                                          args=(child, self._buffer, recipe, n_envs, block, self._frames_ready))
                 process.start()
                 child.close()
                 self._conns.append(parent)
@@ -186,14 +189,20 @@ class SharedMemoryVecEnv(VecEnv):
         self._reset_options()
         return self._arrays["obs"].copy()
 
-    def step_async(self, actions: np.ndarray, probes: np.ndarray | None = None) -> None:
+    def step_async(self, actions: np.ndarray, probes: np.ndarray | None = None, score: bool = False) -> None:
         """Step every env; ``probes`` (one per env, negative for none) are actions each env simulates on a
-        snapshot first, in the same round trip (:meth:`probed_catastrophes` then says what they held)."""
+        snapshot first, in the same round trip (:meth:`probed_catastrophes` then says what they held). With
+        ``score``, worker 0 runs the scorer (:meth:`set_scorer`) on the new frames once every env has stepped, as
+        :meth:`score_async` would after the step, and :meth:`score_wait` returns its answer."""
         self._finish_scoring()
+        if score and not self._conns:
+            raise ValueError("SharedMemoryVecEnv runs a scorer in a worker process: this one has none (n_workers=0)")
         self._arrays["action"][:] = np.asarray(actions).reshape(self.num_envs)
         self._arrays["probe"][:] = -1 if probes is None else np.asarray(probes).reshape(self.num_envs)
-        for conn in self._conns:
-            conn.send(("step", None))
+        for w, conn in enumerate(self._conns):
+            conn.send(("step", score and w == 0))
+        self._score = None
+        self._score_on_step = score
         self.waiting = True
 
     def step_wait(self) -> VecEnvStepReturn:
@@ -201,6 +210,7 @@ class SharedMemoryVecEnv(VecEnv):
             self._local.handle("step", None)
         self._gather(range(len(self._conns)))
         self.waiting = False
+        self._release_scorer()
         arrays = self._arrays
         terminated, truncated = arrays["terminated"].copy(), arrays["truncated"].copy()
         dones = terminated | truncated
@@ -269,6 +279,18 @@ class SharedMemoryVecEnv(VecEnv):
         (answer,), self._score = self._score, None
         return answer
 
+    @property
+    def scoring(self) -> bool:
+        """Whether worker 0 is scoring (or has scored) frames whose answer :meth:`score_wait` has not returned."""
+        return self._scoring or self._score is not None
+
+    def _release_scorer(self) -> None:
+        """Tell worker 0 that every env has stepped, when the step asked it to score: it scores from now on."""
+        if self._score_on_step:
+            self._score_on_step = False
+            self._frames_ready.release()
+            self._scoring = True
+
     def _finish_scoring(self) -> None:
         """Receive worker 0's answer to an outstanding score command (kept for :meth:`score_wait`): before anything
         else is sent to it, so answers never cross."""
@@ -280,14 +302,20 @@ class SharedMemoryVecEnv(VecEnv):
         if self.closed:
             return
         self.closed = True
+        for conn in self._conns:
+            try:
+                if self.waiting:
+                    conn.recv()
+            except (EOFError, OSError, BrokenPipeError):
+                pass
+        self.waiting = False
         try:
+            self._release_scorer()
             self._finish_scoring()
         except RuntimeError:  # a dead or failed worker: closed below all the same
             pass
         for conn, process in zip(self._conns, self._processes):
             try:
-                if self.waiting:
-                    conn.recv()
                 if process.is_alive():
                     conn.send(("close", None))
                     conn.recv()

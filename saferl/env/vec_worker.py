@@ -184,6 +184,12 @@ class EnvBlock:
         self.actions, self.probes, self.probed = arrays["action"], arrays["probe"], arrays["probe_catastrophe"]
         self.scorer: Callable[[list[np.ndarray]], Any] | None = None
 
+    def stepped_fresh(self) -> frozenset[int]:
+        """After a step of every env: the envs that ended an episode and were reset (their next frame is a
+        ``reset_`` row)."""
+        ended = self.arrays["terminated"] | self.arrays["truncated"]
+        return frozenset(np.flatnonzero(ended).tolist())
+
     def score(self, fresh: Collection[int]) -> Any:
         """The scorer's answer on every env's RGB frame (of all the vector's envs, not only this block's): the
         frame each env's next step starts from, the ``reset_`` row for the envs in ``fresh`` (just reset)."""
@@ -196,7 +202,7 @@ class EnvBlock:
 
     def handle(self, command: str, data: Any) -> Any:
         """Run ``command`` (``step``, ``reset``, ``call``, ``get``, ``set``, ``set_scorer``, ``score``, ``close``)
-        on the envs; its answer."""
+        on the envs; its answer (a ``step``'s data, whether to score after it, is :func:`run_worker`'s)."""
         if command == "score":
             return self.score(frozenset(data))
         if command == "set_scorer":
@@ -229,9 +235,31 @@ class EnvBlock:
         raise ValueError(f"unknown command {command!r}")
 
 
-def run_worker(conn: Connection, buffer: Any, recipe: EnvRecipe, n_envs: int, indices: list[int]) -> None:
+def _answer(conn: Connection, work: Callable[..., Any], *args: Any) -> None:
+    """Send ``("ok", work(*args))``, or ``("error", traceback)`` when it raises."""
+    try:
+        conn.send(("ok", work(*args)))
+    except Exception:  # noqa: BLE001 - reported to the parent, which raises
+        conn.send(("error", traceback.format_exc()))
+
+
+def _frames_ready(conn: Connection, ready: Any) -> bool:
+    """Wait until the parent says every env's new frame is written (``ready`` released); False if the parent has
+    gone (its end of the pipe closed) meanwhile."""
+    while not ready.acquire(timeout=1.0):
+        if conn.poll():  # the parent sends nothing else before it releases ``ready``: it has gone
+            return False
+    return True
+
+
+def run_worker(conn: Connection, buffer: Any, recipe: EnvRecipe, n_envs: int, indices: list[int],
+               ready: Any = None) -> None:
     """A worker process's loop: build its envs, then answer commands with ``("ok", answer)`` or
-    ``("error", traceback)`` until ``close``."""
+    ``("error", traceback)`` until ``close``.
+
+    A ``step`` command whose data is True also scores: once this block has stepped and answered, the worker waits
+    for ``ready`` (a semaphore the parent releases when every block has stepped), runs the scorer on every env's new
+    frame and sends its answer as a second reply, while the parent goes on with the step's results."""
     cv2.setNumThreads(1)  # a worker per core: resize threads would only fight the other workers
     try:
         block = EnvBlock(recipe, indices, views(buffer, fields_of(recipe, n_envs)))
@@ -244,9 +272,10 @@ def run_worker(conn: Connection, buffer: Any, recipe: EnvRecipe, n_envs: int, in
             command, data = conn.recv()
         except (EOFError, KeyboardInterrupt):
             return
-        try:
-            conn.send(("ok", block.handle(command, data)))
-        except Exception:  # noqa: BLE001 - reported to the parent, which raises
-            conn.send(("error", traceback.format_exc()))
+        _answer(conn, block.handle, command, data)
         if command == "close":
             return
+        if command == "step" and data is True:
+            if not _frames_ready(conn, ready):
+                return
+            _answer(conn, lambda: block.score(block.stepped_fresh()))

@@ -148,7 +148,8 @@ class VecOversight(VecEnvWrapper):
         if self.overseer is None or contexts[0] is None:
             return
         if self._worker_scores:
-            self.venv.score_async()
+            if not self.venv.scoring:  # a step asks for the scores itself; a reset or a new overseer does not
+                self.venv.score_async()
             self._scoring = True
         elif not isinstance(self.venv, DummyVecEnv):
             self.overseer.prefetch(contexts)
@@ -186,7 +187,7 @@ class VecOversight(VecEnvWrapper):
         executed = self.oversight.choose(proposed.tolist())
         if isinstance(self.venv, SharedMemoryVecEnv):  # the counterfactuals ride on the step: no round trip
             self._probed, self._counterfactuals = executed != proposed, {}
-            self.venv.step_async(executed, probes=np.where(self._probed, proposed, -1))
+            self.venv.step_async(executed, probes=np.where(self._probed, proposed, -1), score=self._worker_scores)
         else:
             self._probed, self._counterfactuals = None, self._ask_counterfactuals(proposed, executed)
             self.venv.step_async(executed)
