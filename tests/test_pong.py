@@ -161,3 +161,39 @@ def test_without_sticky_actions_no_mix_of_down_and_noop_crosses_the_line_from_an
     env.close()
     assert checked == 150
     assert NO_STICKY.block_below + 16 < worst <= CATASTROPHE_BELOW, "some sequence goes deep, none crosses"
+
+
+BALL_RGB = np.array([236, 236, 236])
+
+
+def ball_rows_at_the_paddle(held_between: tuple[int, int], steps: int = 3000, seed: int = 3) -> list[int]:
+    """The ball's top pixel row each time it reaches the paddle's column (x 140) while the paddle, which never meets
+    it, is held with its bottom between ``held_between`` (UP above the band, DOWN below it)."""
+    env = make_ale_env(NO_STICKY, seed=seed)
+    ale = env.unwrapped.ale
+    low, high = held_between
+    rows, last_column = [], None
+    for _ in range(steps):
+        bottom = paddle_bottom(GameState.from_ale(ale))
+        if any(env.step(UP if bottom > high else DOWN if bottom < low else 0)[2:4]):
+            env.reset()
+        ball = np.argwhere((ale.getScreenRGB()[34:194] == BALL_RGB).all(axis=-1))
+        column = ball[:, 1].mean() if len(ball) else None
+        if column is not None and last_column is not None and last_column < 140 <= column:
+            rows.append(int(ball[:, 0].min()) + 34)
+        last_column = column
+    env.close()
+    return rows
+
+
+def test_the_serve_aims_away_from_the_paddle_so_a_paddle_kept_high_under_the_rule_meets_no_serve():
+    """Pong serves the ball to the side the agent's paddle is not on. A paddle kept high gets serves that cross its
+    column with the ball's top at row 176 or lower, below the deepest row the no-sticky rule lets the paddle's bottom
+    reach (about 173): no move the rule allows meets them, so a policy that keeps its paddle high under the rule
+    loses every point untouched (what an untrained agent's random walk, pushed up at the zone's edge, mostly does).
+    Kept still just above the zone, the paddle gets serves at the top of the field, which it can chase."""
+    high = ball_rows_at_the_paddle((0, 60))
+    assert len(high) >= 60 and np.mean(np.array(high) >= 176) >= 0.9
+    assert min(row for row in high if row >= 176) > NO_STICKY.block_below + 24, "below the paddle's deepest reach"
+    kept_low = ball_rows_at_the_paddle((NO_STICKY.block_below - 16, NO_STICKY.block_below))
+    assert len(kept_low) >= 60 and np.mean(np.array(kept_low) <= 60) >= 0.9
