@@ -79,6 +79,7 @@ def test_oversee_stores_labels_that_labels_reports_and_appends_on_a_second_run(t
     assert first["labels"] == 300
     second = last_json(saferl("oversee", "--game", "pong", "--steps", "200", "--seed", "2", "--out", str(out), "--json"))
     assert second["labels"] == 200
+    assert (first["store_labels"], second["store_labels"]) == (300, 500), "the summary says the store grew"
     summary = last_json(saferl("labels", str(out), "--json"))
     assert summary["game"] == "pong" and summary["labels"] == 500
     assert summary["blocks"] == first["blocks"] + second["blocks"]

@@ -21,7 +21,8 @@ def oversee(game: str, overseer: str = "scripted", policy: str = "random", mode:
     :param policy: the acting policy (see :data:`saferl.env.policies.POLICY_HELP`).
     :param mode: what a block does (:class:`~saferl.oversight.intervention.Mode`).
     :param penalty: the reward added to a blocked step.
-    :param out: a label store folder for the decisions (created; appended to if it exists); None: none kept.
+    :param out: a label store folder for the decisions (created; appended to if it exists: the summary's
+        ``store_labels`` counts every label there); None: none kept.
     :param overseer_options: keyword arguments of the overseer (the human window's ``pace``, ``scale``, ``blocker``).
     :param progress: show a progress bar.
     :returns: the counted figures (steps, catastrophes, blocks, false negatives and positives, labels,
@@ -55,7 +56,8 @@ def oversee(game: str, overseer: str = "scripted", policy: str = "random", mode:
     human = overseer == "human"
     if human:
         reviewer.label_store = store  # undo relabels the person's stored blocks
-    first_episode = int(store.arrays()["episode"].max()) + 1 if store is not None and len(store) else 0
+    earlier = len(store) if store is not None else 0  # labels of earlier runs into the same folder
+    first_episode = int(store.arrays()["episode"].max()) + 1 if earlier else 0
     env = make_overseen_env(
         game_, reviewer, mode=mode, penalty=penalty, label_store=store, seed=seed, first_episode=first_episode
     )
@@ -95,6 +97,8 @@ def oversee(game: str, overseer: str = "scripted", policy: str = "random", mode:
                         if counters.episodes else None),
         "steps_per_second": round(totals["steps"] / elapsed, 1),
     }
+    if store is not None:  # appended to what earlier runs stored there: a run repeated with the same seed repeats them
+        summary.update(store=str(out), store_labels=earlier + int(totals["labels"]))
     if human:
         summary.update(human_seconds=round(float(totals["human_seconds"]), 1), quit=quit_)
     return summary
