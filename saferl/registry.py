@@ -53,6 +53,17 @@ def make_overseer(name: str, seed: int | None = None, game: str | None = None, *
                       f"or {BLOCKER_PREFIX}DIR for a trained Blocker")
 
 
+def prior_label_stores(name: str, options: dict[str, Any]) -> list[str]:
+    """The label stores the overseer ``name`` starts from, labels of earlier runs of the game (a deferring overseer's
+    ``prior``): what a person has said about the game before this run, which the Blocker it hands over to learns
+    from too."""
+    if name != "deferring":
+        return []
+    from saferl.blocker.deferral_config import prior_stores
+
+    return prior_stores(options.get("prior"))
+
+
 def check_overseer(name: str, game: str, options: dict[str, Any]) -> None:
     """Build (and close) the overseer ``name`` with ``options`` once, so that a wrong name or option fails before any
     work; nothing is shown (a person's window opens on its first frame)."""

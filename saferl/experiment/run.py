@@ -183,16 +183,15 @@ class Run:
         return summary
 
     def _train_blocker(self) -> dict[str, Any]:
-        """Phase 2: fit the Blocker on this run's labels (and on the prior labels a deferring overseer started from:
-        everything the person has said about the game); return its held-out figures."""
+        """Phase 2: fit the Blocker on this run's labels and on those its overseer started from (a deferring
+        overseer's prior: everything the person has said about the game); return its held-out figures."""
         from saferl.blocker import fit_blocker
-        from saferl.blocker.deferral_config import prior_stores
+        from saferl.registry import prior_label_stores
 
         train_config, fit_options, allow_degenerate = blocker_settings(
             self.config.blocker, seed=self.seed, device=self.config.device, threads=self.threads, progress=self.progress)
         stores = label_stores(self.folder / "labels")
-        if self.config.overseer == "deferring":
-            stores += [Path(path) for path in prior_stores(self.config.overseer_options.get("prior"))]
+        stores += [Path(path) for path in prior_label_stores(self.config.overseer, self.config.overseer_options)]
         result = fit_blocker(stores, self.game.name, out=self.folder / "blocker", config=train_config, **fit_options)
         if result.alarm and not allow_degenerate:
             raise SaferlError(f"{self.folder / 'blocker'}: ALARM: {result.alarm}; the Blocker does not take over. "
