@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+import time
 
 import gymnasium as gym
 import numpy as np
@@ -253,3 +254,22 @@ def test_a_step_that_asks_for_scores_has_them_scored_on_every_envs_new_frame():
     finally:
         venv.close()
     assert not any(os.path.exists(f"/proc/{pid}") for pid in pids)
+
+
+def test_a_step_that_fails_in_a_worker_is_reported_and_close_does_not_hang():
+    """A worker that fails while stepping (here: an action the game does not have) names itself, whether or not the
+    step asked for scores; the envs then close at once instead of waiting for an answer that was already taken."""
+    from saferl.env.vec_worker import EnvRecipe
+
+    for score in (False, True):
+        venv = SharedMemoryVecEnv(EnvRecipe(PONG, 1, True, True), 3, n_workers=1)
+        pids = venv.worker_pids
+        venv.set_scorer(np.stack)
+        venv.reset()
+        venv.step_async(np.array([0, 0, 99]), score=score)  # env 2 steps in worker 0
+        with pytest.raises(RuntimeError, match="worker 0 failed"):
+            venv.step_wait()
+        started = time.perf_counter()
+        venv.close()
+        assert time.perf_counter() - started < 5
+        assert not any(os.path.exists(f"/proc/{pid}") for pid in pids)

@@ -208,9 +208,11 @@ class SharedMemoryVecEnv(VecEnv):
     def step_wait(self) -> VecEnvStepReturn:
         if self._local is not None:  # this process's block, while the workers step theirs
             self._local.handle("step", None)
-        self._gather(range(len(self._conns)))
-        self.waiting = False
-        self._release_scorer()
+        try:
+            self._gather(range(len(self._conns)))
+        finally:  # every worker has answered, even when one failed: none owes a step, and worker 0 may score
+            self.waiting = False
+            self._release_scorer()
         arrays = self._arrays
         terminated, truncated = arrays["terminated"].copy(), arrays["truncated"].copy()
         dones = terminated | truncated
