@@ -40,7 +40,7 @@ import gymnasium as gym
 import numpy as np
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices, VecEnvObs, VecEnvStepReturn
 
-from saferl.env.vec_worker import EnvBlock, EnvRecipe, fields_of, nbytes, run_worker, views
+from saferl.env.vec_worker import EnvBlock, EnvRecipe, fields_of, nbytes, reset_after_step, run_worker, views
 from saferl.games import GameState
 
 LOCAL = -1
@@ -216,7 +216,7 @@ class SharedMemoryVecEnv(VecEnv):
         arrays = self._arrays
         terminated, truncated = arrays["terminated"].copy(), arrays["truncated"].copy()
         dones = terminated | truncated
-        self._fresh = tuple(np.flatnonzero(dones).tolist())
+        self._fresh = reset_after_step(arrays)
         catastrophes = arrays["catastrophe"].tolist()
         infos = self._infos("")
         if dones.any():

@@ -184,12 +184,6 @@ class EnvBlock:
         self.actions, self.probes, self.probed = arrays["action"], arrays["probe"], arrays["probe_catastrophe"]
         self.scorer: Callable[[list[np.ndarray]], Any] | None = None
 
-    def stepped_fresh(self) -> frozenset[int]:
-        """After a step of every env: the envs that ended an episode and were reset (their next frame is a
-        ``reset_`` row)."""
-        ended = self.arrays["terminated"] | self.arrays["truncated"]
-        return frozenset(np.flatnonzero(ended).tolist())
-
     def score(self, fresh: Collection[int]) -> Any:
         """The scorer's answer on every env's RGB frame (of all the vector's envs, not only this block's): the
         frame each env's next step starts from, the ``reset_`` row for the envs in ``fresh`` (just reset)."""
@@ -235,6 +229,12 @@ class EnvBlock:
         raise ValueError(f"unknown command {command!r}")
 
 
+def reset_after_step(arrays: dict[str, np.ndarray]) -> tuple[int, ...]:
+    """After a step of every env: the envs that ended an episode and were reset, whose next step starts from their
+    ``reset_`` rows (what the parent and worker 0's scorer both read)."""
+    return tuple(np.flatnonzero(arrays["terminated"] | arrays["truncated"]).tolist())
+
+
 def _answer(conn: Connection, work: Callable[..., Any], *args: Any) -> None:
     """Send ``("ok", work(*args))``, or ``("error", traceback)`` when it raises."""
     try:
@@ -253,7 +253,7 @@ def _frames_ready(conn: Connection, ready: Any) -> bool:
 
 
 def run_worker(conn: Connection, buffer: Any, recipe: EnvRecipe, n_envs: int, indices: list[int],
-               ready: Any = None) -> None:
+               ready: Any) -> None:
     """A worker process's loop: build its envs, then answer commands with ``("ok", answer)`` or
     ``("error", traceback)`` until ``close``.
 
@@ -278,4 +278,4 @@ def run_worker(conn: Connection, buffer: Any, recipe: EnvRecipe, n_envs: int, in
         if command == "step" and data is True:
             if not _frames_ready(conn, ready):
                 return
-            _answer(conn, lambda: block.score(block.stepped_fresh()))
+            _answer(conn, lambda: block.score(frozenset(reset_after_step(block.arrays))))
