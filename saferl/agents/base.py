@@ -92,13 +92,14 @@ _RANGE: dict[str, tuple[str, Callable[[float], bool]]] = {
     **dict.fromkeys(("n_envs", "frame_stack", "buffer_size", "batch_size", "n_steps", "n_epochs", "train_freq",
                      "target_update_interval", "n_workers"),
                     ("a whole number >= 1", lambda x: x >= 1 and float(x).is_integer())),
-    **dict.fromkeys(("learning_starts", "ent_coef", "vf_coef", "entropy_coef", "value_coef"), (">= 0", lambda x: x >= 0)),
+    **dict.fromkeys(("learning_starts", "ent_coef", "vf_coef", "entropy_coef", "value_coef", "rnd_coef"),
+                    (">= 0", lambda x: x >= 0)),
     **dict.fromkeys(("gamma", "gae_lambda", "exploration_fraction", "exploration_initial_eps", "exploration_final_eps",
                      "tau"), ("in [0, 1]", lambda x: 0 <= x <= 1)),
     **dict.fromkeys(("learning_rate", "max_grad_norm", "clip_range"), ("> 0", lambda x: x > 0)),
 }
 #: Keys saferl reads itself, beside the algorithm's own constructor arguments.
-_SAFERL_KEYS = ("n_envs", "frame_stack", "backend", "policy")
+_SAFERL_KEYS = ("n_envs", "frame_stack", "backend", "policy", "rnd_coef")
 _NOT_HYPERPARAMS = ("self", "env", "seed", "device", "verbose", "tensorboard_log", "_init_setup_model")
 
 

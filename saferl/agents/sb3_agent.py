@@ -27,6 +27,7 @@ from stable_baselines3.common.vec_env import VecFrameStack
 
 from saferl.agents import sb3_internals
 from saferl.agents.base import OversightSpec
+from saferl.agents.curiosity import RNDBonus
 from saferl.agents.sb3_settings import ALGORITHMS, sb3_kwargs
 from saferl.device import resolve_device
 from saferl.env.ale import game_action_names
@@ -173,6 +174,8 @@ class _Drive(BaseCallback):
         self.seen = len(counters.episodes)
         for key, value in counters.totals.items():
             self.logger.record(f"safety/{key}", value)
+        if self.agent.curiosity is not None:
+            self.logger.record("curiosity/bonus", self.agent.curiosity.last_bonus)
         if self.on_progress is not None:
             self.on_progress(self.num_timesteps)
         return self.stop_at is None or self.num_timesteps < self.stop_at
@@ -183,7 +186,8 @@ class SB3Agent:
 
     :param algorithm: ``dqn``, ``a2c`` or ``ppo``.
     :param hyperparams: from :func:`saferl.agents.load_hyperparams` (``n_envs``, ``frame_stack``, the vec env
-        ``backend`` (see :func:`saferl.oversight.envs.make_vec_env`), SB3 kwargs).
+        ``backend`` (see :func:`saferl.oversight.envs.make_vec_env`), ``rnd_coef`` (an exploration bonus,
+        :mod:`saferl.agents.curiosity`), SB3 kwargs).
     :param total_steps: the run's length in agent steps, for schedules.
     :param spec: who oversees first.
     :param with_frame: snapshot RGB frames from the start (a later overseer, such as a Blocker, needs them).
@@ -205,8 +209,10 @@ class SB3Agent:
                                  **(env_kwargs or {}))
         self.oversight: VecOversight = oversight
         venv = VecFrameStack(oversight, int(hyperparams.get("frame_stack", 4)))
-        self.model = ALGORITHMS[algorithm](hyperparams.get("policy", "CnnPolicy"), venv, seed=seed, verbose=0,
-                                           device=resolve_device(device),
+        rnd_coef = float(hyperparams.get("rnd_coef", 0.0))
+        self.curiosity = RNDBonus(venv, rnd_coef, seed=seed, device=resolve_device(device)) if rnd_coef else None
+        self.model = ALGORITHMS[algorithm](hyperparams.get("policy", "CnnPolicy"), self.curiosity or venv, seed=seed,
+                                           verbose=0, device=resolve_device(device),
                                            tensorboard_log=str(log_dir) if log_dir is not None else None,
                                            **sb3_kwargs(hyperparams))
         sb3_internals.check(self.model)
@@ -265,6 +271,8 @@ class SB3Agent:
         torch.save(self.model.get_parameters(), folder / PARAMS_FILE)
         if isinstance(self.model, OffPolicyAlgorithm):
             save_replay(self.model.replay_buffer, folder / REPLAY_FILE)
+        if self.curiosity is not None:
+            self.curiosity.save(folder)
         n_updates, episode_num = sb3_internals.counters(self.model)
         record = AgentRecord(algorithm=self.algorithm, num_timesteps=self.num_timesteps, n_updates=n_updates,
                              episode_num=episode_num)
@@ -296,6 +304,8 @@ class SB3Agent:
                 raise SaferlError(f"{folder} holds no replay buffer (a finished run's is deleted): this "
                                   f"{self.algorithm} agent cannot go on learning from it")
             load_replay(self.model.replay_buffer, folder / REPLAY_FILE)
+        if self.curiosity is not None:
+            self.curiosity.load(folder)
         self.model.num_timesteps = record.num_timesteps
         sb3_internals.restore_counters(self.model, record.n_updates, record.episode_num)
 

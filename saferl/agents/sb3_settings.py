@@ -10,7 +10,7 @@ from stable_baselines3 import A2C, DQN, PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 
 ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"dqn": DQN, "a2c": A2C, "ppo": PPO}
-ENV_KEYS = ("n_envs", "frame_stack", "backend")  # hyperparameters saferl reads itself, not SB3's
+ENV_KEYS = ("n_envs", "frame_stack", "backend", "rnd_coef")  # hyperparameters saferl reads itself, not SB3's
 
 
 def linear_schedule(start: float) -> Callable[[float], float]:
