@@ -10,8 +10,8 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecFrameStack
 from saferl.agents import OversightSpec, make_agent
 from saferl.agents.base import check_hyperparams
 from saferl.agents.curiosity import STATE_FILE, WARMUP_STEPS, RNDBonus
-from saferl.env.ale import make_ale_env
 from saferl.env.agent_view import AgentView
+from saferl.env.ale import make_ale_env
 from saferl.errors import SaferlError
 from saferl.games import get_game
 
