@@ -123,3 +123,23 @@ def test_an_overseer_given_on_the_command_line_drops_the_files_options_for_its_o
     assert watch_all["overseer"] == "scripted" and watch_all["overseer_options"] == {"seconds_per_decision": 0.5}
     assert data("--overseer", "deferring", "--overseer-option", "members=3")["overseer_options"]["members"] == 3
     assert data("--overseer", "deferring")["overseer_options"]["asker"] == "scripted", "the same overseer keeps them"
+
+
+def test_seed_list_runs_the_seeds_it_names_and_seeds_counts_from_0(capsys):
+    from saferl.cli import build_parser, main
+    from saferl.cli.experiment import experiment_data
+
+    def data(*flags):
+        return experiment_data(build_parser().parse_args(["experiment", "--out", "x", *flags]))
+
+    assert data("--seed-list", "1")["seeds"] == [1]
+    assert data("--seed-list", "2, 1")["seeds"] == [2, 1]
+    assert data("--seeds", "2")["seeds"] == [0, 1]
+    for flags, message in ((["--seed-list", "1,1"], "names a seed twice"), (["--seed-list", "-1"], "negative"),
+                           (["--seed-list", ","], "names no seed"), (["--seeds", "2", "--seed-list", "1"],
+                                                                     "not allowed with argument")):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(["experiment", "--out", "x", *flags])
+        assert message in capsys.readouterr().err
+    assert main(["experiment", "--resume", "x", "--seed-list", "1"]) == 2
+    assert "--seed-list cannot change it" in capsys.readouterr().err

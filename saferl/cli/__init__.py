@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from saferl.cli.blocker import cmd_attack_blocker, cmd_eval_blocker, cmd_replay_deferring, cmd_train_blocker, epsilons
-from saferl.cli.common import key_value, natural, positive
+from saferl.cli.common import key_value, natural, positive, seed_list
 from saferl.cli.experiment import cmd_experiment, cmd_report, cmd_sweep
 from saferl.cli.labels import cmd_labels, cmd_review
 from saferl.cli.oversee import cmd_evaluate, cmd_games, cmd_oversee
@@ -130,7 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "unsure; see --overseer-option) (default scripted)")
     experiment.add_argument("--conditions", help="comma-separated, from none, penalty_only, hirl (default all); with "
                             "--resume, the runs that go on (the others stay as they are)")
-    experiment.add_argument("--seeds", type=positive, help="runs per condition, seeds 0..K-1 (default 1)")
+    seeds = experiment.add_mutually_exclusive_group()
+    seeds.add_argument("--seeds", type=positive, help="runs per condition, seeds 0..K-1 (default 1)")
+    seeds.add_argument("--seed-list", type=seed_list, help="the seeds to run, comma-separated (1,2: seeds 1 and 2)")
     experiment.add_argument("--oversight-steps", type=positive, help="agent steps of oversight before the Blocker takes over")
     experiment.add_argument("--total-steps", type=positive, help="agent steps per run, all phases; with --resume, "
                             "raise the budget: finished runs go on from their last checkpoint")

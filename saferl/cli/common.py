@@ -39,6 +39,16 @@ def positive(text: str) -> int:
     return value
 
 
+def seed_list(text: str) -> list[int]:
+    """Comma-separated seeds (``1,2``), each a whole number >= 0, none twice."""
+    seeds = [natural(item.strip()) for item in text.split(",") if item.strip()]
+    if not seeds:
+        raise argparse.ArgumentTypeError(f"{text!r} names no seed: give seeds such as 1,2")
+    if len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"{text!r} names a seed twice")
+    return seeds
+
+
 def key_value(text: str) -> tuple[str, Any]:
     """``KEY=VALUE`` with VALUE read as YAML (numbers, booleans, lists)."""
     import yaml

@@ -29,6 +29,8 @@ def experiment_data(args: argparse.Namespace) -> dict[str, Any]:
     data.update({k: getattr(args, k) for k in EXPERIMENT_KEYS if getattr(args, k) is not None})
     if args.seeds is not None:
         data["seeds"] = list(range(args.seeds))
+    if args.seed_list is not None:
+        data["seeds"] = args.seed_list
     if args.hyperparam:
         data["hyperparams"] = {**data.get("hyperparams", {}), **dict(args.hyperparam)}
     if args.overseer_option:
@@ -52,8 +54,8 @@ RESUME_FLAGS = ("total_steps", "conditions", "workers")  # what --resume takes b
 def check_resume_flags(args: argparse.Namespace) -> None:
     """``--resume`` goes on with the run folder's saved config: only the budget, which conditions go on and how
     many at once may be given with it; any other setting is refused by name instead of being ignored."""
-    settings = [*EXPERIMENT_KEYS, "config", "out", "seeds", "hyperparam", "overseer_option", "blocker_margin",
-                "blocker_epochs", "pace", "scale"]
+    settings = [*EXPERIMENT_KEYS, "config", "out", "seeds", "seed_list", "hyperparam", "overseer_option",
+                "blocker_margin", "blocker_epochs", "pace", "scale"]
     given = [name for name in settings if name not in RESUME_FLAGS and getattr(args, name, None) not in (None, [])]
     if given:
         flags = ", ".join("--" + name.replace("_", "-") for name in given)
