@@ -126,12 +126,16 @@ def test_ctrl_c_saves_every_run_in_progress_and_resume_finishes_them(tmp_path):
     process = subprocess.Popen([sys.executable, "-m", "saferl.cli", *args], stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE, start_new_session=True)
     states = [run / "runs" / c / "seed-0" / "checkpoint" / "state.json" for c in ("none", "hirl")]
-    deadline = time.time() + 300
-    while time.time() < deadline and not all(state.exists() for state in states):
+    started = time.time()
+    while time.time() < started + 300 and not all(state.exists() for state in states):
         time.sleep(0.5)
+    seen = {state.parents[2].name: json.loads(state.read_text())["totals"]["steps"] for state in states
+            if state.exists()}
     time.sleep(3)
     os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole process group
-    assert process.wait(timeout=120) == 130, process.stderr.read().decode()[-2000:]
+    code = process.wait(timeout=120)
+    assert code == 130, (f"exit {code}; checkpoints seen after {time.time() - started - 3:.0f} s: {seen}\n"
+                         + process.stderr.read().decode()[-2000:])
     saved = [json.loads(state.read_text())["totals"]["steps"] for state in states]
     assert all(800 <= steps < 4000 for steps in saved), "interrupted after the first checkpoint, before the end"
     assert any(steps % 800 for steps in saved), "a checkpoint taken at the interrupt, between the periodic ones"
