@@ -115,6 +115,13 @@ def test_a_killed_experiment_resumes_without_resetting_counters_or_losing_labels
     assert row["blocks"] >= saved["totals"]["blocks"]
 
 
+def terminal_sigint() -> None:
+    """SIGINT as a process started from a terminal has it (default action, not blocked), whatever the pytest worker
+    that starts the process was left with by earlier tests."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 @pytest.mark.slow
 def test_ctrl_c_saves_every_run_in_progress_and_resume_finishes_them(tmp_path):
     run = tmp_path / "run"
@@ -124,7 +131,7 @@ def test_ctrl_c_saves_every_run_in_progress_and_resume_finishes_them(tmp_path):
     for key, value in TINY.items():
         args += ["--hyperparam", f"{key}={value}"]
     process = subprocess.Popen([sys.executable, "-m", "saferl.cli", *args], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, start_new_session=True)
+                               stderr=subprocess.PIPE, start_new_session=True, preexec_fn=terminal_sigint)
     states = [run / "runs" / c / "seed-0" / "checkpoint" / "state.json" for c in ("none", "hirl")]
     started = time.time()
     while time.time() < started + 300 and not all(state.exists() for state in states):
