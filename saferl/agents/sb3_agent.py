@@ -209,10 +209,10 @@ class SB3Agent:
                                  **(env_kwargs or {}))
         self.oversight: VecOversight = oversight
         venv = VecFrameStack(oversight, int(hyperparams.get("frame_stack", 4)))
-        rnd_coef = float(hyperparams.get("rnd_coef", 0.0))
-        self.curiosity = RNDBonus(venv, rnd_coef, seed=seed, device=resolve_device(device)) if rnd_coef else None
+        rnd_coef, device = float(hyperparams.get("rnd_coef", 0.0)), resolve_device(device)
+        self.curiosity = RNDBonus(venv, rnd_coef, seed=seed, device=device) if rnd_coef else None
         self.model = ALGORITHMS[algorithm](hyperparams.get("policy", "CnnPolicy"), self.curiosity or venv, seed=seed,
-                                           verbose=0, device=resolve_device(device),
+                                           verbose=0, device=device,
                                            tensorboard_log=str(log_dir) if log_dir is not None else None,
                                            **sb3_kwargs(hyperparams))
         sb3_internals.check(self.model)
