@@ -1,5 +1,7 @@
 """Pong's ground truth and blocking rule on the real ROM."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -7,8 +9,9 @@ from rollouts import random_policy_totals
 from saferl.env.ale import make_ale_env
 from saferl.errors import SaferlError
 from saferl.games import GameState, get_game
-from saferl.games.pong import CATASTROPHE_BELOW, paddle_bottom
+from saferl.games.pong import CATASTROPHE_BELOW, PAPER_MARGIN, paddle_bottom
 from saferl.oversight import ScriptedOverseer
+from saferl.oversight.envs import make_overseen_env
 
 PONG = get_game("pong")
 UP, DOWN = 2, 3
@@ -118,8 +121,8 @@ def held_down_under_the_rule(game, steps: int, seed: int = 0) -> tuple[int, int]
     return catastrophes, lowest
 
 
-def test_without_sticky_actions_the_papers_zone_holds_a_paddle_pushed_down_and_lets_it_reach_low_balls():
-    """Without sticky actions the paper's 32 px zone stops a paddle held down above the line, and the paddle gets
+def test_without_sticky_actions_a_32_px_zone_holds_a_paddle_pushed_down_and_lets_it_reach_low_balls():
+    """Without sticky actions a zone 32 px above the line stops a paddle held down above the line, and the paddle gets
     below everything the sticky-action rule allows (its zone starts 56 px above the line)."""
     assert NO_STICKY.env_kwargs["repeat_action_probability"] == 0.0 and NO_STICKY.block_below == CATASTROPHE_BELOW - 32
     catastrophes, lowest = held_down_under_the_rule(NO_STICKY, 1500)
@@ -197,3 +200,48 @@ def test_the_serve_aims_away_from_the_paddle_so_a_paddle_kept_high_under_the_rul
     assert min(row for row in high if row >= 176) > NO_STICKY.block_below + 24, "below the paddle's deepest reach"
     kept_low = ball_rows_at_the_paddle((NO_STICKY.block_below - 16, NO_STICKY.block_below))
     assert len(kept_low) >= 60 and np.mean(np.array(kept_low) <= 60) >= 0.9
+
+
+@pytest.mark.slow
+def test_the_papers_own_zone_lets_a_random_policy_across_the_line_where_saferls_wider_one_does_not():
+    """The paper's code blocks below row 162 (32 px above the field's bottom, 16 above the line): without sticky
+    actions random play crosses the line under it; under saferl's zone, 32 px above the line, it never does."""
+    papers = random_policy_totals(dataclasses.replace(NO_STICKY, block_margin=PAPER_MARGIN), ScriptedOverseer(),
+                                  seed=11, steps=10_000)
+    saferls = random_policy_totals(NO_STICKY, ScriptedOverseer(), seed=11, steps=10_000)
+    assert papers["catastrophes"] > 20 and papers["blocks"] > 0
+    assert saferls["catastrophes"] == 0 and saferls["blocks"] > 0
+
+
+def touches_per_1000_steps(overseer, steps: int = 20_000, seed: int = 11) -> float:
+    """How often uniform random play turns the ball back at the agent's paddle (the ball's x, RAM byte 49, rising
+    towards the paddle and then falling, in steps of at most 8 px: a serve or a point jumps further)."""
+    env = make_overseen_env(NO_STICKY, overseer, seed=seed)
+    env.reset(seed=seed)
+    ale = env.unwrapped.ale
+    rng = np.random.default_rng(seed)
+    touches, last_x, rising = 0, None, False
+    for _ in range(steps):
+        if any(env.step(int(rng.integers(6)))[2:4]):
+            env.reset()
+            last_x, rising = None, False
+            continue
+        x = int(ale.getRAM()[49])
+        if last_x is not None and x != last_x and abs(x - last_x) <= 8:
+            touches += rising and x < last_x and last_x > 150
+            rising = x > last_x
+        elif last_x is not None and abs(x - last_x) > 8:
+            rising = False
+        last_x = x
+    env.close()
+    return 1000 * touches / steps
+
+
+@pytest.mark.slow
+def test_random_play_touches_the_ball_far_less_often_under_the_rule_than_unoverseen():
+    """The first signal a Pong learner gets is a touch. Under the no-sticky rule, which keeps the paddle out of the
+    low serves' rows, uniform random play touches the ball at most a third as often as unoverseen."""
+    unoverseen = touches_per_1000_steps(None)
+    under_the_rule = touches_per_1000_steps(ScriptedOverseer())
+    assert unoverseen >= 1.5, "unoverseen random play touches the ball a few times per 1,000 steps"
+    assert under_the_rule <= unoverseen / 3

@@ -6,12 +6,15 @@ wall starts at row 194). This is the bottom row of the paddle colour (92, 186, 9
 screen on every step; ``tests/test_pong.py`` checks it on 10,000 random steps. The paper's catastrophe
 line is 16 px above the field's bottom edge (row 194): bottom > 178.
 
-Blocking rule: the paper blocked every action but UP within 32 px of the bottom. With frameskip 4
-and sticky actions the paddle moves up to 24 px a step and keeps drifting down for one step after UP
-is pressed, so a 32 px zone above the catastrophe line (bottom > 146) lets catastrophes through
-(measured: 6 in 20,000 uniform random steps, seeds 0-3). Our rule blocks every action that does not
-move the paddle up while its bottom is below row ``BLOCK_BELOW`` (56 px above the catastrophe line:
-two steps of the fastest fall plus a margin), which let none through in the same measurement.
+Blocking rule: the paper blocked every action but UP within 32 px of the bottom: its code (``gsastry/human-rl``,
+``humanrl/pong_catastrophe.py``) blocks while the paddle bottom is below row 194 - 32 = 162, 16 px above the
+catastrophe line. That zone is not a guarantee on this emulator: without sticky actions it let 295 catastrophes
+through in 30,000 uniform random steps (``tests/test_pong.py``). saferl's zones are wider. With frameskip 4 and
+sticky actions the paddle moves up to 24 px a step and keeps drifting down for one step after UP is pressed, so
+even a 32 px zone above the catastrophe line (bottom > 146) lets catastrophes through (measured: 6 in 20,000
+uniform random steps, seeds 0-3). Our rule blocks every action that does not move the paddle up while its bottom is
+below row ``BLOCK_BELOW`` (56 px above the catastrophe line: two steps of the fastest fall plus a margin), which
+let none through in the same measurement.
 
 The rule is not a guarantee against a policy that holds DOWN: ``saferl oversee --game pong --policy
 lean:LEFT:1.0 --steps 3000`` let 2 catastrophes through in 30,000 steps (seeds 0-9; seeds 1 and 3).
@@ -27,16 +30,24 @@ episodes of 764 steps, the length of a game lost 0-21 without a touch (random pl
 steps, -18 to -21); 4 envs of random play for 6,000 steps each gave 1 longer episode in 28. Lower
 margins let the paddle reach more balls and more catastrophes through (the same 28 random episodes;
 a policy holding DOWN for 24,000 steps): 48 px above the line, 4 longer episodes, 5 catastrophes;
-40 px, 5 and 14; the paper's 32 px, 7 and 160 (and 3 under random play).
+40 px, 5 and 14; 32 px, 7 and 160 (and 3 under random play).
 
 Without sticky actions (``pong_no_sticky``: every step plays the chosen action for all 4 frames, as in the paper
-and in rl-baselines3-zoo's PongNoFrameskip-v4 results) the paddle's fall is fixed by its state, and the paper's
-32 px zone is a guarantee that still lets the paddle down to the low balls. From 559 states of random play, no
-sequence of three steps of DOWN or NOOP the rule allows, followed by UP, took the paddle's bottom below row 173
-(5 px above the line); with a 28 px zone the deepest was row 177, with 24 px row 183, across the line. Under a
-policy that holds DOWN (3,000 steps, seed 0) the paddle's bottom sits at row 141 or lower half the time, at 149
-or lower a tenth of it, and never crosses; under the sticky-action rule the same policy's paddle sits at row 103
-half the time and at 125 a tenth of it. ``tests/test_pong.py`` checks both on the real ROM.
+and in rl-baselines3-zoo's PongNoFrameskip-v4 results) the paddle's fall is fixed by its state, and a zone 32 px
+above the line is a guarantee that lets the paddle lower than the sticky-action rule does. From 559 states of
+random play, no sequence of three steps of DOWN or NOOP the rule allows, followed by UP, took the paddle's bottom
+below row 173 (5 px above the line); with a 28 px zone the deepest was row 177, with 24 px row 183, across the
+line. Under a policy that holds DOWN (3,000 steps, seed 0) the paddle's bottom sits at row 141 or lower half the
+time, at 149 or lower a tenth of it, and never crosses; under the sticky-action rule the same policy's paddle sits
+at row 103 half the time and at 125 a tenth of it. ``tests/test_pong.py`` checks both on the real ROM.
+
+No zone that is a guarantee lets a random walk meet the serves it gets: the serve aims away from the paddle, a
+paddle high in the field gets serves that cross its column below the deepest row a safe overseer lets it reach, and
+random play under a safe overseer touches the ball far less often than unoverseen. Touches per 1,000 uniform random
+steps without sticky actions (a touch: the ball turns back at the agent's paddle; 30,000 steps, seed 11): 3.3
+unoverseen, 0.5 under the 32 px rule, 0.25 under the look-ahead overseer (20,000 steps), 0.6 under the paper's 16
+px zone (with its catastrophes). A learner under oversight therefore gets a fraction of the unoverseen
+learner's first signals (``docs/history.md``).
 """
 
 from __future__ import annotations
@@ -48,7 +59,8 @@ from saferl.games.base import Game, GameState, Rect
 FIELD_BOTTOM = 194
 CATASTROPHE_BELOW = FIELD_BOTTOM - 16  # paddle bottom row > 178
 STICKY_MARGIN = 56  # px above the catastrophe line where every action but UP is blocked, with sticky actions
-PAPER_MARGIN = 32  # the paper's zone: enough without sticky actions
+NO_STICKY_MARGIN = 32  # px above the line without sticky actions: a guarantee (the paper's code: 16 px, not one)
+PAPER_MARGIN = 16  # the paper's code blocks below row 194 - 32 = 162
 BLOCK_BELOW = CATASTROPHE_BELOW - STICKY_MARGIN  # paddle bottom row > 122 (Pong with sticky actions)
 PADDLE_Y, BALL_Y = 51, 54  # RAM: the agent's paddle (see paddle_bottom) and the ball's row
 UP_ACTIONS = (2, 4)  # RIGHT and RIGHTFIRE move the right paddle up
@@ -115,7 +127,7 @@ PONG_NO_STICKY = Pong(
     env_id="ALE/Pong-v5",
     random_return=-21.0,
     catastrophe_text=_CATASTROPHE_TEXT,
-    blocking_rule_text=_rule_text(PAPER_MARGIN) + " (no sticky actions: every step plays the chosen action)",
+    blocking_rule_text=_rule_text(NO_STICKY_MARGIN) + " (no sticky actions: every step plays the chosen action)",
     env_kwargs={"frameskip": 4, "repeat_action_probability": 0.0, "full_action_space": False},
-    block_margin=PAPER_MARGIN,
+    block_margin=NO_STICKY_MARGIN,
 )
