@@ -137,6 +137,11 @@ def test_learns_on_pong_under_scripted_oversight(trained: dict[str, Any]) -> Non
     assert sum(row["steps"] for row in trained["rows"]) == totals["steps"]
     assert sum(row["blocks"] for row in trained["rows"]) == totals["blocks"]
     assert {row["env_index"] for row in trained["rows"]} == {0, 1}
+    # a Pong game lasts at least 764 steps, so the 2,000 steps end inside each worker's first or second game: the
+    # stop cut that one short (its return is of part of a game), and only that one
+    cuts = [[row["cut"] for row in trained["rows"] if row["env_index"] == rank] for rank in (0, 1)]
+    assert all(worker == [0] * (len(worker) - 1) + [1] for worker in cuts)
+    assert any(len(worker) >= 2 for worker in cuts), "some worker finished a game"
 
 
 @pytest.mark.slow

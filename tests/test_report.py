@@ -301,3 +301,39 @@ def test_blocks_per_thousand_steps_count_the_growth_over_a_window_of_log_rows() 
     steps = np.array([0, 1000, 2000, 3000, 5000])
     blocks = np.array([0, 4, 4, 10, 30])
     assert windowed_rate(steps, blocks, rows=2).tolist() == [0.0, 4.0, 2.0, 3.0, 26 / 3]
+
+
+def test_episodes_a_stop_cut_short_count_toward_no_return(tmp_path: Path) -> None:
+    """An A3C run's workers end at each checkpoint, cutting their episodes short (``cut`` 1): the report's final
+    return and milestones are those of whole games. Here every third episode is a cut one returning -2 (part of a
+    game), the whole ones -20: with the cut ones counted the final return would be -14."""
+    folder = tmp_path / "experiment"
+    write_config(folder, ["none"], [0])
+    write_run(folder, "none", 0, FIGURES["none", 0])
+    lines = [EPISODE_HEADER + ",cut"]
+    for k in range(30):
+        cut = int(k % 3 == 2)
+        r = -2 if cut else -20
+        lines.append(f"{k},0,200,0,1,0,0,0,0.0,0.0,{r},{r},training,{(k + 1) * 100},{(k + 1) * 400},{cut}")
+    (folder / "runs" / "none" / "seed-0" / "episodes.csv").write_text("\n".join(lines) + "\n")
+    (row,) = write_report(folder)
+    assert row["final_return"] == -20
+    assert row["frames_to_return_0"] is None
+    (run,) = load_runs(folder)
+    assert len(run.episodes["game_return"]) == 20 and set(run.episodes["cut"]) == {0}
+
+
+def test_a_resumed_table_keeps_the_rows_written_before_a_column_was_added(tmp_path: Path) -> None:
+    """A run folder from before ``cut`` existed resumes: its kept rows get 0 there, and the rest of the file (rows
+    past the checkpoint) is dropped as on every resume."""
+    from saferl.experiment.tables import EPISODE_COLUMNS, Table
+
+    path = tmp_path / "episodes.csv"
+    old = [",".join(EPISODE_COLUMNS[:-1])] + [",".join(["1"] * (len(EPISODE_COLUMNS) - 1))] * 3
+    path.write_text("\n".join(old) + "\n")
+    table = Table(path, EPISODE_COLUMNS, rows=2)
+    table.write({name: 5 for name in EPISODE_COLUMNS})
+    table.close()
+    rows = read_csv(path)
+    assert list(rows) == list(EPISODE_COLUMNS)
+    assert rows["cut"].tolist() == [0, 0, 5] and rows["episode"].tolist() == [1, 1, 5]

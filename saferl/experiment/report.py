@@ -69,7 +69,8 @@ BLOCKER_COLUMNS = {
 
 @dataclass
 class Run:
-    """One (condition, seed) folder: its summary (``None`` when it did not finish) and its CSV columns."""
+    """One (condition, seed) folder: its summary (``None`` when it did not finish) and its CSV columns (``episodes``:
+    the episodes the game ended, :func:`whole_episodes`)."""
 
     condition: str
     seed: int | str
@@ -119,6 +120,15 @@ def read_csv(path: Path) -> dict[str, np.ndarray]:
             for i, name in enumerate(header)}
 
 
+def whole_episodes(rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The rows of an ``episodes.csv`` (as :func:`read_csv` gives them) that the game ended: those a stop cut short
+    (``cut`` 1, an A3C run's checkpoints and handover) are dropped, since their returns are of part of a game."""
+    cut = rows.get("cut")
+    if cut is None or not cut.any():
+        return rows
+    return {name: column[cut == 0] for name, column in rows.items()}
+
+
 def _read_summary(path: Path) -> dict[str, Any] | None:
     try:
         summary = json.loads(path.read_text())
@@ -152,7 +162,7 @@ def load_runs(run_dir: str | Path) -> list[Run]:
         if isinstance(seed, str) and seed.lstrip("-").isdigit():
             seed = int(seed)
         runs.append(Run(condition, seed, folder, summary,
-                        read_csv(folder / "curve.csv"), read_csv(folder / "episodes.csv")))
+                        read_csv(folder / "curve.csv"), whole_episodes(read_csv(folder / "episodes.csv"))))
     return sorted(runs, key=lambda run: (condition_key(run.condition), _seed_key(run.seed)))
 
 

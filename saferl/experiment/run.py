@@ -207,11 +207,11 @@ class Run:
         """The run's report row. ``checkpoint_bytes`` is the size of the largest checkpoint the run wrote (weights,
         replay buffer, state): the disk a run needs to be resumable, twice that while a save replaces the previous
         checkpoint. The replay buffer is deleted when the run is done, so the checkpoint left is smaller."""
-        from saferl.experiment.report import read_csv
+        from saferl.experiment.report import read_csv, whole_episodes
 
         totals = agent.counters.totals
         handover = state["handover"] or {"step": self.config.oversight_steps, **dict.fromkeys(COUNTED, 0)}
-        rows = read_csv(self.folder / "episodes.csv")
+        rows = whole_episodes(read_csv(self.folder / "episodes.csv"))
         returns = rows.get("game_return", np.empty(0))[-self.config.last_episodes:]
         human = self.condition != "none"
         summary = {

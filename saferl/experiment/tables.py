@@ -10,19 +10,27 @@ from typing import Any
 
 from saferl.oversight.metrics import EPISODE_FIELDS
 
-EPISODE_COLUMNS = (*EPISODE_FIELDS, "phase", "step", "frames")
+# ``cut`` comes last: a run folder written before it existed resumes with its rows (:class:`Table`)
+EPISODE_COLUMNS = (*(name for name in EPISODE_FIELDS if name != "cut"), "phase", "step", "frames", "cut")
 CURVE_COLUMNS = ("step", "frames", "phase", "catastrophes", "catastrophes_on_blocks", "blocks", "false_negatives",
                  "false_positives", "labels", "human_seconds")
 
 
 class Table:
-    """A CSV file appended row by row and flushed, truncated to ``rows`` rows when a run resumes."""
+    """A CSV file appended row by row and flushed, truncated to ``rows`` rows when a run resumes.
+
+    A file written before a column was added (its header the first of ``columns``) keeps its rows, each with 0 in
+    the columns it lacks."""
 
     def __init__(self, path: Path, columns: Sequence[str], rows: int = 0) -> None:
         self.path, self.columns, self.rows = path, tuple(columns), 0
         kept: list[str] = []
-        if rows and path.exists():
-            kept = path.read_text().splitlines()[1:rows + 1]
+        lines = path.read_text().splitlines()[:rows + 1] if rows and path.exists() else []
+        if lines:
+            header, *kept = lines
+            missing = len(self.columns) - len(header.split(","))
+            if missing > 0 and tuple(header.split(",")) == self.columns[:-missing]:
+                kept = [line + ",0" * missing for line in kept]
         with path.open("w", newline="") as file:
             file.write(",".join(self.columns) + "\n" + "".join(line + "\n" for line in kept))
         self.rows = len(kept)

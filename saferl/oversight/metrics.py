@@ -39,7 +39,9 @@ TALLIED = ("catastrophe", "catastrophe_on_block", "blocked", "false_negative", "
            "hindsight_labels", "seconds", "hindsight_seconds", "penalty")
 COUNTED = ("steps", "catastrophes", "catastrophes_on_blocks", "blocks", "false_negatives", "false_positives", "labels",
            "human_seconds", "penalties")
-EPISODE_FIELDS = ("episode", "env_index", *COUNTED, "return", "game_return")
+#: An episode's row; ``cut`` is 1 when a stop (an A3C run's checkpoint or handover, where its workers end) cut the
+#: episode short, not the game: its steps count toward the totals, its return toward no return statistic.
+EPISODE_FIELDS = ("episode", "env_index", *COUNTED, "return", "game_return", "cut")
 
 
 def _tally(outcome: Mapping[str, Any]) -> dict[str, float]:
@@ -77,11 +79,13 @@ class SafetyCounters:
             self.totals[key] += value
             episode[key] += value
 
-    def end_episode(self, env_index: int, episode_return: float) -> dict[str, float]:
-        """Close env ``env_index``'s episode; return its row (``game_return``: the return without penalties)."""
+    def end_episode(self, env_index: int, episode_return: float, cut: bool = False) -> dict[str, float]:
+        """Close env ``env_index``'s episode; return its row (``game_return``: the return without penalties;
+        ``cut``: a stop, not the game, ended it)."""
         row = {"episode": len(self.episodes), "env_index": env_index, **self._open.pop(env_index, dict.fromkeys(COUNTED, 0))}
         row["return"] = float(episode_return)
         row["game_return"] = float(episode_return) - row["penalties"]
+        row["cut"] = int(cut)
         self.episodes.append(row)
         return row
 

@@ -187,8 +187,8 @@ class A3C:
                                    f"{msg['traceback']}")
             if msg["kind"] == "done":
                 done.add(rank)
-                if msg["open_steps"] > 0:
-                    self._end_episode(rank, msg["open_return"], writer, on_episode)
+                if msg["open_steps"] > 0:  # the stop cut the worker's episode short: its steps count, its return not
+                    self._end_episode(rank, msg["open_return"], None, on_episode, cut=True)
                 continue
             for outcome in msg["outcomes"]:
                 self.counters.record(rank, dict(zip(TALLIED, outcome)))
@@ -215,8 +215,8 @@ class A3C:
                                    "(see its output on stderr)")
 
     def _end_episode(self, rank: int, episode_return: float, writer: Any,
-                     on_episode: Callable[[dict], None] | None) -> None:
-        row = self.counters.end_episode(rank, episode_return)
+                     on_episode: Callable[[dict], None] | None, cut: bool = False) -> None:
+        row = self.counters.end_episode(rank, episode_return, cut=cut)
         if writer is not None:
             writer.add_scalar("rollout/episode_return", row["return"], self.num_timesteps)
             writer.add_scalar("rollout/episode_game_return", row["game_return"], self.num_timesteps)
