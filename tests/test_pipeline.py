@@ -215,7 +215,13 @@ def test_a3c_hirl_labels_in_every_worker_and_hands_over_to_the_blocker(tmp_path)
     assert stores == ["worker-0", "worker-1"]
     assert row["steps"] == 1600 and row["human_labels"] == 1000 == row["blocker"]["labels"]
     assert row["catastrophes_during_human"] == 0
-    assert {r["phase"] for r in read_rows(folder / "episodes.csv")} == {"oversight", "blocker"}
+    episodes = read_rows(folder / "episodes.csv")
+    assert {r["phase"] for r in episodes} == {"oversight", "blocker"}
+    # every checkpoint, the handover and the end stop both workers: each cuts the game it was in, if any (short games
+    # here), and the summary counts whole games
+    cut = [r for r in episodes if r["cut"] == "1"]
+    assert {r["phase"] for r in cut} == {"oversight", "blocker"}
+    assert row["episodes"] == len(episodes) - len(cut)
 
 
 def test_resume_with_a_larger_budget_carries_finished_runs_on_from_their_checkpoints(tmp_path, capsys):
