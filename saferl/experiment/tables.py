@@ -28,8 +28,9 @@ class Table:
         lines = path.read_text().splitlines()[:rows + 1] if rows and path.exists() else []
         if lines:
             header, *kept = lines
-            missing = len(self.columns) - len(header.split(","))
-            if missing > 0 and tuple(header.split(",")) == self.columns[:-missing]:
+            written = tuple(header.split(","))
+            missing = len(self.columns) - len(written)
+            if missing > 0 and written == self.columns[:-missing]:
                 kept = [line + ",0" * missing for line in kept]
         with path.open("w", newline="") as file:
             file.write(",".join(self.columns) + "\n" + "".join(line + "\n" for line in kept))

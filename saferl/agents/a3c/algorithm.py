@@ -188,7 +188,7 @@ class A3C:
             if msg["kind"] == "done":
                 done.add(rank)
                 if msg["open_steps"] > 0:  # the stop cut the worker's episode short: its steps count, its return not
-                    self._end_episode(rank, msg["open_return"], None, on_episode, cut=True)
+                    self._end_episode(rank, msg["open_return"], writer, on_episode, cut=True)
                 continue
             for outcome in msg["outcomes"]:
                 self.counters.record(rank, dict(zip(TALLIED, outcome)))
@@ -217,7 +217,7 @@ class A3C:
     def _end_episode(self, rank: int, episode_return: float, writer: Any,
                      on_episode: Callable[[dict], None] | None, cut: bool = False) -> None:
         row = self.counters.end_episode(rank, episode_return, cut=cut)
-        if writer is not None:
+        if writer is not None and not cut:  # a cut episode's return is of part of a game
             writer.add_scalar("rollout/episode_return", row["return"], self.num_timesteps)
             writer.add_scalar("rollout/episode_game_return", row["game_return"], self.num_timesteps)
             writer.add_scalar("rollout/episode_length", row["steps"], self.num_timesteps)
