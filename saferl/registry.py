@@ -21,6 +21,8 @@ def make_overseer(name: str, seed: int | None = None, game: str | None = None, *
     built with ``asker_options``) where it is unsure; its other options are
     :class:`~saferl.blocker.deferring.DeferralConfig` fields.
     ``blocker:DIR`` is the Blocker (or ensemble) saved in folder DIR; with ``game`` it must be that game's.
+    ``lookahead`` and ``blocker:DIR`` take ``prefer``: the actions tried first as a blocked action's replacement
+    (the first one that passes is executed; the game's safe action follows).
     ``human`` is a person in a pygame window; its options are ``pace`` (ms per frame), ``scale`` (zoom),
     ``blocker`` (a Blocker folder whose score it shows) and ``label_store`` (where its decisions go, for undo).
     """
@@ -40,6 +42,8 @@ def make_overseer(name: str, seed: int | None = None, game: str | None = None, *
             return ScriptedOverseer(seed=seed, **options)
         if name == "lookahead":
             return LookaheadOverseer(**options)
+        if name.startswith(BLOCKER_PREFIX):
+            return _blocker_overseer(name[len(BLOCKER_PREFIX):], game, **options)
         if name == "human":
             from saferl.human_ui import HumanOverseer, load_advisor
 
@@ -47,8 +51,6 @@ def make_overseer(name: str, seed: int | None = None, game: str | None = None, *
             return HumanOverseer(blocker=load_advisor(blocker, game) if blocker else None, **options)
     except TypeError as err:
         raise SaferlError(f"bad options {options} for the {name} overseer (overseer_options): {err}") from None
-    if name.startswith(BLOCKER_PREFIX):
-        return _blocker_overseer(name[len(BLOCKER_PREFIX):], game)
     raise SaferlError(f"unknown overseer {name!r} (--overseer): choose one of {', '.join(OVERSEERS)}, "
                       f"or {BLOCKER_PREFIX}DIR for a trained Blocker")
 
@@ -72,8 +74,8 @@ def check_overseer(name: str, game: str, options: dict[str, Any]) -> None:
         overseer.close()
 
 
-def _blocker_overseer(folder: str, game: str | None) -> Overseer:
-    """The BlockerOverseer of the Blocker or ensemble saved in ``folder``."""
+def _blocker_overseer(folder: str, game: str | None, prefer: Any = ()) -> Overseer:
+    """The BlockerOverseer of the Blocker or ensemble saved in ``folder``, trying ``prefer`` first as replacements."""
     from saferl.blocker import BlockerOverseer
     from saferl.blocker.ensemble import load_scorer
 
@@ -84,6 +86,6 @@ def _blocker_overseer(folder: str, game: str | None) -> Overseer:
         scorer = load_scorer(folder, game)
     except SaferlError as err:
         raise SaferlError(f"--overseer {BLOCKER_PREFIX}{folder}: {err}") from None
-    return BlockerOverseer(scorer)
+    return BlockerOverseer(scorer, prefer)
 
 

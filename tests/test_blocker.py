@@ -282,6 +282,29 @@ def test_trained_blocker_separates_blocks_from_passes_on_held_out_episodes(train
     assert (folder / "test-precision-recall.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_prefer_replaces_a_block_with_the_first_preferred_action_the_blocker_passes(trained, labels):
+    """``blocker:DIR`` with ``prefer``: a blocked DOWN becomes NOOP where the Blocker passes NOOP, UP (the game's
+    safe action) where it blocks NOOP too or where the state is novel (no pass is trusted there); a bad value is
+    refused by name."""
+    folder, _ = trained
+    overseer = make_overseer(f"blocker:{folder}", game="pong", prefer=[0])
+    plain = make_overseer(f"blocker:{folder}", game="pong")
+    context = StepContext(PONG, GameState(np.zeros(128, np.uint8), 0, data_frame_of(labels)))
+    high = overseer.blocker.threshold_logit + 5.0
+    down_only = np.full((1, len(ACTIONS)), -20.0)
+    down_only[0, 3] = high
+    noop_too = down_only.copy()
+    noop_too[0, 0] = high
+    assert overseer.decide([context], [3], down_only)[0].safe_action == 0
+    assert plain.decide([context], [3], down_only)[0].safe_action == 2
+    assert overseer.decide([context], [3], noop_too)[0].safe_action == 2
+    assert overseer.decide([context], [3], down_only, np.array([True]))[0].safe_action == 2
+    assert not overseer.decide([context], [0], down_only)[0].block
+    for bad in ("NOOP", -1, [0, "x"]):
+        with pytest.raises(SaferlError, match="prefer"):
+            make_overseer(f"blocker:{folder}", game="pong", prefer=bad)
+
+
 @pytest.mark.slow
 def test_eval_blocker_scores_only_episodes_the_blocker_never_fitted(trained, labels, tmp_path):
     folder, summary = trained

@@ -7,6 +7,7 @@ from rollouts import random_policy_totals
 from saferl.env.ale import make_ale_env
 from saferl.env.ground_truth import GroundTruthWrapper
 from saferl.games import get_game
+from saferl.games.pong import CATASTROPHE_BELOW, paddle_bottom
 from saferl.oversight import LookaheadOverseer, ScriptedOverseer, StepContext
 
 PONG = get_game("pong")
@@ -40,3 +41,30 @@ def test_lookahead_lets_no_catastrophe_through_and_blocks_less_than_the_rule():
     assert bare["catastrophes"] > 0
     assert lookahead["catastrophes"] == 0
     assert 0 < lookahead["blocks"] < rule["blocks"]
+
+
+@pytest.mark.slow
+def test_preferring_noop_lets_the_paddle_sit_below_the_rules_zone_and_nothing_through():
+    """Without sticky actions, ``prefer=[0]`` replaces a dangerous move with NOOP wherever NOOP is safe: the paddle
+    stays low, below the rule's zone edge, where UP would push it away, and still never crosses the line."""
+    game = get_game("pong_no_sticky")
+    env = GroundTruthWrapper(make_ale_env(game, seed=3), game)
+    env.reset(seed=3)
+    overseer = LookaheadOverseer(prefer=[0])
+    rng = np.random.default_rng(3)
+    replacements, catastrophes, bottoms = [], 0, []
+    for _ in range(3000):
+        action = int(rng.integers(6))
+        decision = overseer.review(StepContext(game, env.game_state, emulator=env.emulator), action)
+        if decision.block:
+            replacements.append(decision.safe_action)
+            action = decision.safe_action
+        _, _, terminated, truncated, info = env.step(action)
+        catastrophes += info["catastrophe"]
+        bottoms.append(paddle_bottom(env.game_state))
+        if terminated or truncated:
+            env.reset()
+    assert catastrophes == 0
+    assert replacements.count(0) > len(replacements) / 2 > 20, "most replacements are NOOP"
+    assert max(bottoms) > game.block_below + 16, "the paddle goes well below where the rule stops it"
+    assert max(bottoms) <= CATASTROPHE_BELOW

@@ -10,8 +10,11 @@ import time
 
 import pytest
 
+from saferl.blocker.ensemble import load_scorer
 from saferl.cli import main
+from saferl.errors import SaferlError
 from saferl.experiment import ExperimentConfig, run_experiment
+from saferl.experiment.run import phases
 from saferl.labels.store import LabelStore
 
 TINY = {"n_envs": 8, "buffer_size": 2000, "learning_starts": 200, "exploration_fraction": 1.0}
@@ -284,3 +287,24 @@ def test_a_run_carried_past_its_budget_drops_its_old_summary_until_it_finishes_a
     capsys.readouterr()
     assert main(["report", str(run)]) == 2
     assert "no finished runs" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_lookahead_human_phase_hands_over_to_a_stacked_blocker_that_replaces_as_it_did(tmp_path):
+    """``overseer: lookahead`` with ``prefer``, ``blocker: {color: gray, stack: 2}``: the envs run in process while
+    the overseer simulates them, the Blocker sees two gray frames, and its phase replaces blocks with the same
+    preference."""
+    config = tiny_config(agent="a2c", game="pong_no_sticky", conditions=["hirl"], overseer="lookahead",
+                         overseer_options={"prefer": [0]}, oversight_steps=800, total_steps=1200,
+                         hyperparams={"n_envs": 4},
+                         blocker={"epochs": 2, "color": "gray", "stack": 2, "novelty": False, "allow_degenerate": True})
+    row = run_experiment(config, tmp_path / "run", progress=False)[0]
+    folder = tmp_path / "run" / "runs" / "hirl" / "seed-0"
+    assert row["steps"] >= 1200 and row["catastrophes"] == 0
+    preprocessing = load_scorer(folder / "blocker").preprocessing
+    assert (preprocessing.color, preprocessing.stack) == ("gray", 2)
+    assert [phase.spec.options for phase in phases(config, "hirl", folder)] == [{"prefer": [0]}, {"prefer": [0]}]
+    assert {r["phase"] for r in read_rows(folder / "episodes.csv")} == {"oversight", "blocker"}
+    for bad in ({"stack": 0}, {"color": "sepia"}):
+        with pytest.raises(SaferlError, match="blocker options"):
+            tiny_config(blocker=bad)

@@ -10,7 +10,7 @@ from saferl.env.ale import make_ale_env
 from saferl.errors import SaferlError
 from saferl.games import GameState, get_game
 from saferl.games.pong import CATASTROPHE_BELOW, PAPER_MARGIN, paddle_bottom
-from saferl.oversight import ScriptedOverseer
+from saferl.oversight import LookaheadOverseer, ScriptedOverseer
 from saferl.oversight.envs import make_overseen_env
 
 PONG = get_game("pong")
@@ -238,10 +238,15 @@ def touches_per_1000_steps(overseer, steps: int = 20_000, seed: int = 11) -> flo
 
 
 @pytest.mark.slow
-def test_random_play_touches_the_ball_far_less_often_under_the_rule_than_unoverseen():
+def test_random_play_touches_the_ball_far_less_often_under_the_rule_and_often_under_an_overseer_preferring_noop():
     """The first signal a Pong learner gets is a touch. Under the no-sticky rule, which keeps the paddle out of the
-    low serves' rows, uniform random play touches the ball at most a third as often as unoverseen."""
+    low serves' rows, uniform random play touches the ball at most a third as often as unoverseen. The look-ahead
+    overseer blocks only moves that would cross the line and, with ``prefer=[0]``, replaces them with NOOP where that
+    is safe: the paddle stays low at the serve, and random play touches the ball several times as often as under the
+    rule, more than half as often as unoverseen."""
     unoverseen = touches_per_1000_steps(None)
     under_the_rule = touches_per_1000_steps(ScriptedOverseer())
+    preferring_noop = touches_per_1000_steps(LookaheadOverseer(prefer=[0]))
     assert unoverseen >= 1.5, "unoverseen random play touches the ball a few times per 1,000 steps"
     assert under_the_rule <= unoverseen / 3
+    assert preferring_noop >= max(3 * under_the_rule, unoverseen / 2)

@@ -13,7 +13,7 @@ import torch
 from saferl.blocker.data import Preprocessing
 from saferl.blocker.model import sigmoid
 from saferl.errors import SaferlError
-from saferl.oversight.decision import BaseOverseer, Decision, StepContext
+from saferl.oversight.decision import BaseOverseer, Decision, StepContext, preferred_actions
 
 
 class Scorer(Protocol):
@@ -51,8 +51,9 @@ class BlockerOverseer(BaseOverseer):
     name = "blocker"
     requires = frozenset({"frame"})
 
-    def __init__(self, blocker: Scorer) -> None:
+    def __init__(self, blocker: Scorer, prefer: Sequence[int] = ()) -> None:
         self.blocker = blocker
+        self.prefer = preferred_actions(prefer)
         self.batches = 0
         self.novel_states = 0
         self.novel_blocks = 0
@@ -182,7 +183,8 @@ class BlockerOverseer(BaseOverseer):
         decisions = []
         for k, (context, action) in enumerate(zip(contexts, proposed.tolist())):
             novel_block = novelties[k] and not blocks[k] and _game_safe(context, action) != action
-            instead = replacement(context, action, logits[k], blocked[k]) if blocks[k] or novel_block else action
+            prefer = () if novelties[k] else self.prefer  # in a novel state no pass is trusted
+            instead = replacement(context, action, logits[k], blocked[k], prefer) if blocks[k] or novel_block else action
             if instead == action:
                 decisions.append(Decision(block=False, score=scores[k]))
                 continue
@@ -226,10 +228,15 @@ def _game_safe(context: StepContext, action: int) -> int | None:
         return None
 
 
-def replacement(context: StepContext, action: int, logits: np.ndarray, blocked: np.ndarray) -> int:
-    """What to execute instead of ``action``: the game's safe action (the paper's a*, what the person's rule runs
-    too), or, for a game without a safe-action map, the other action the Blocker scores lowest. When that is
-    ``action`` itself there is nothing to block."""
+def replacement(context: StepContext, action: int, logits: np.ndarray, blocked: np.ndarray,
+                prefer: Sequence[int] = ()) -> int:
+    """What to execute instead of ``action``: the first of ``prefer`` (other than ``action``) that the Blocker
+    passes, else the game's safe action (the paper's a*, what the person's rule runs too), or, for a game without a
+    safe-action map, the other action the Blocker scores lowest. When that is ``action`` itself there is nothing
+    to block."""
+    for candidate in prefer:
+        if candidate != action and 0 <= candidate < len(blocked) and not blocked[candidate]:
+            return candidate
     safe = _game_safe(context, action)
     if safe is not None and 0 <= safe < len(logits):
         return safe

@@ -57,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     oversee.add_argument("--overseer", default="scripted",
                          help=f"who reviews each action: {', '.join(OVERSEERS)} (a person in a window), or "
                               "blocker:DIR (a trained Blocker)")
+    oversee.add_argument("--overseer-option", action="append", type=key_value, metavar="KEY=VALUE",
+                         help="an option of the overseer, e.g. prefer=0 (lookahead, blocker:DIR: the replacement "
+                              "tried first); repeatable")
     oversee.add_argument("--policy", default="random", help=f"the acting policy: {POLICY_HELP}")
     oversee.add_argument("--mode", default="replace", choices=[mode.value for mode in Mode], help="what a block does")
     oversee.add_argument("--penalty", type=float, default=-1.0, help="reward added to a blocked step")

@@ -27,8 +27,9 @@ def cmd_games(args: argparse.Namespace) -> int:
 def cmd_oversee(args: argparse.Namespace) -> int:
     from saferl.experiment.oversee import oversee
 
+    options = {**dict(args.overseer_option or []), **human_options(args, args.overseer)}
     summary = oversee(args.game, args.overseer, policy=args.policy, mode=args.mode, penalty=args.penalty,
-                      steps=args.steps, seed=args.seed, out=args.out, overseer_options=human_options(args, args.overseer),
+                      steps=args.steps, seed=args.seed, out=args.out, overseer_options=options,
                       progress=not args.no_progress)
     print_summary(f"oversee {summary['game']} with {args.overseer} ({args.mode})", summary, args.json)
     return 0

@@ -87,7 +87,7 @@ class ExperimentConfig:
         if self.block_penalty is not None:
             finite(self.block_penalty, "--block-penalty")
         check_hyperparams(self.agent, load_hyperparams(self.agent, self.game, self.hyperparams))
-        blocker_settings(self.blocker)
+        blocker_settings(self.blocker, self.game)
         if self.mode not in ENFORCING:
             raise SaferlError(f"--mode {self.mode}: HIRL blocks with one of {', '.join(ENFORCING)}")
         unknown = [c for c in self.conditions if c not in CONDITIONS]
@@ -142,12 +142,12 @@ class ExperimentConfig:
         return validate(cls, data, source, "fix that setting")
 
 
-def blocker_settings(blocker: dict[str, Any], **defaults: Any) -> tuple[TrainConfig, dict[str, Any], bool]:
+def blocker_settings(blocker: dict[str, Any], game: str, **defaults: Any) -> tuple[TrainConfig, dict[str, Any], bool]:
     """The experiment's ``blocker`` options as Blocker training settings: the :class:`TrainConfig` (``defaults``
     fill what the options leave out), the options of :func:`~saferl.blocker.fit.fit_blocker` (``margin``, ``folds``,
-    ``novelty``, ``misses``) and whether a Blocker whose alarm is raised may take over. Bad options fail here, before any
-    work."""
-    from saferl.blocker import TrainConfig
+    ``novelty``, ``misses``, and the input: ``color``, ``stack``, as ``train-blocker``'s flags) and whether a Blocker
+    whose alarm is raised may take over. Bad options fail here, before any work."""
+    from saferl.blocker import TrainConfig, default_preprocessing
     from saferl.blocker.fit import check_fit_options
 
     options = {**defaults, **blocker}
@@ -155,6 +155,8 @@ def blocker_settings(blocker: dict[str, Any], **defaults: Any) -> tuple[TrainCon
            "novelty": options.pop("novelty", True), "misses": options.pop("misses", 0)}
     allow_degenerate = options.pop("allow_degenerate", False)
     try:
+        fit["preprocessing"] = default_preprocessing(game, color=options.pop("color", "rgb"),
+                                                     stack=options.pop("stack", 1))
         check_fit_options(fit["margin"], fit["folds"], fit["misses"])
         for name, value in (("allow_degenerate", allow_degenerate), ("novelty", fit["novelty"])):
             if not isinstance(value, bool):

@@ -46,7 +46,8 @@ class Phase:
 
 
 def phases(config: ExperimentConfig, condition: str, folder: Path) -> list[Phase]:
-    """The phases of ``condition``'s runs (the Blocker folder and labels live in the run ``folder``)."""
+    """The phases of ``condition``'s runs (the Blocker folder and labels live in the run ``folder``). The Blocker
+    replaces a blocked action as the human phase's overseer did: with the first of its ``prefer`` that passes."""
     if condition == "none":
         return [Phase("training", config.total_steps, OversightSpec("none", "observe", config.penalty))]
     if condition == "penalty_only":
@@ -54,7 +55,8 @@ def phases(config: ExperimentConfig, condition: str, folder: Path) -> list[Phase
                       OversightSpec(config.overseer, "penalty_only", config.penalty, options=config.overseer_options))]
     human = OversightSpec(config.overseer, config.mode, config.hirl_penalty, str(folder / "labels"),
                           config.overseer_options)
-    blocker = OversightSpec(f"blocker:{folder / 'blocker'}", config.mode, config.hirl_penalty)
+    prefer = {"prefer": config.overseer_options["prefer"]} if "prefer" in config.overseer_options else {}
+    blocker = OversightSpec(f"blocker:{folder / 'blocker'}", config.mode, config.hirl_penalty, options=prefer)
     return [Phase("oversight", config.oversight_steps, human), Phase("blocker", config.total_steps, blocker)]
 
 
@@ -189,7 +191,8 @@ class Run:
         from saferl.registry import prior_label_stores
 
         train_config, fit_options, allow_degenerate = blocker_settings(
-            self.config.blocker, seed=self.seed, device=self.config.device, threads=self.threads, progress=self.progress)
+            self.config.blocker, self.game.name, seed=self.seed, device=self.config.device, threads=self.threads,
+            progress=self.progress)
         stores = label_stores(self.folder / "labels")
         stores += [Path(path) for path in prior_label_stores(self.config.overseer, self.config.overseer_options)]
         result = fit_blocker(stores, self.game.name, out=self.folder / "blocker", config=train_config, **fit_options)

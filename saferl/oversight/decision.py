@@ -10,6 +10,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from saferl.env.emulator import Emulator
+from saferl.errors import SaferlError
 from saferl.games import Game, GameState
 
 
@@ -33,6 +34,16 @@ class Decision:
 
 
 ALLOW = Decision(block=False)
+
+
+def preferred_actions(prefer: int | Sequence[int] | None) -> tuple[int, ...]:
+    """An overseer's ``prefer`` option: the actions it tries first as a blocked action's replacement (an action id
+    or a list of them), checked."""
+    actions = [prefer] if isinstance(prefer, int) else list(prefer or ())
+    if not all(isinstance(a, int) and not isinstance(a, bool) and a >= 0 for a in actions):
+        raise SaferlError(f"prefer must be an action id or a list of them (e.g. prefer=0 or prefer=[0, 2]), "
+                          f"not {prefer!r}")
+    return tuple(actions)
 
 
 @dataclass(frozen=True)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from saferl.errors import SaferlError
 from saferl.games import GameState
-from saferl.oversight.decision import ALLOW, BaseOverseer, Decision, StepContext
+from saferl.oversight.decision import ALLOW, BaseOverseer, Decision, StepContext, preferred_actions
 
 
 class LookaheadOverseer(BaseOverseer):
@@ -12,20 +14,23 @@ class LookaheadOverseer(BaseOverseer):
 
     The proposed action is simulated, then the fallback policy (the game's safe action) for
     ``horizon`` steps in all, with ALE clone/restore (RNG included, so sticky actions replay
-    exactly). If a catastrophe follows, the candidates (the game's safe action first, then every
-    other action) are simulated the same way; the first one with no catastrophe is executed
+    exactly). If a catastrophe follows, the candidates (``prefer``, then the game's safe action, then
+    every other action) are simulated the same way; the first one with no catastrophe is executed
     instead. When none avoids it, the action is allowed: the catastrophe cannot be prevented.
 
     :param horizon: agent steps simulated per candidate (None: the game's ``lookahead_horizon``).
+    :param prefer: actions to try first as the replacement, the least disruptive first (Pong: ``[0]``, NOOP,
+        leaves the paddle where it is where the safe action, UP, would push it away from the ball).
     """
 
     name = "lookahead"
     requires = frozenset({"emulator"})
 
-    def __init__(self, horizon: int | None = None) -> None:
+    def __init__(self, horizon: int | None = None, prefer: Sequence[int] = ()) -> None:
         if horizon is not None and horizon < 1:
             raise SaferlError(f"--horizon must be at least 1, not {horizon}")
         self.horizon = horizon
+        self.prefer = preferred_actions(prefer)
 
     def review(self, context: StepContext, action: int) -> Decision:
         emulator = context.emulator
@@ -39,8 +44,8 @@ class LookaheadOverseer(BaseOverseer):
 
         if emulator.first_catastrophe(game, action, fallback, horizon) is None:
             return ALLOW
-        preferred = game.safe_action(context.state, action)
-        candidates = [preferred] + [a for a in range(emulator.num_actions) if a not in (preferred, action)]
+        order = [*self.prefer, game.safe_action(context.state, action), *range(emulator.num_actions)]
+        candidates = [a for a in dict.fromkeys(order) if a != action and 0 <= a < emulator.num_actions]
         for candidate in candidates:
             if emulator.first_catastrophe(game, candidate, fallback, horizon) is None:
                 return Decision(block=True, safe_action=candidate, score=1.0)
