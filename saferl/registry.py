@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from saferl.errors import SaferlError
@@ -74,7 +75,7 @@ def check_overseer(name: str, game: str, options: dict[str, Any]) -> None:
         overseer.close()
 
 
-def _blocker_overseer(folder: str, game: str | None, prefer: Any = ()) -> Overseer:
+def _blocker_overseer(folder: str, game: str | None, prefer: int | Sequence[int] = ()) -> Overseer:
     """The BlockerOverseer of the Blocker or ensemble saved in ``folder``, trying ``prefer`` first as replacements."""
     from saferl.blocker import BlockerOverseer
     from saferl.blocker.ensemble import load_scorer

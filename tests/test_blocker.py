@@ -303,6 +303,8 @@ def test_prefer_replaces_a_block_with_the_first_preferred_action_the_blocker_pas
     for bad in ("NOOP", -1, [0, "x"]):
         with pytest.raises(SaferlError, match="prefer"):
             make_overseer(f"blocker:{folder}", game="pong", prefer=bad)
+    with pytest.raises(SaferlError, match="prefer names action 9, but the game has 6 actions"):
+        make_overseer(f"blocker:{folder}", game="pong", prefer=[9]).decide([context], [3], down_only)
 
 
 @pytest.mark.slow

@@ -6,6 +6,7 @@ import pytest
 from rollouts import random_policy_totals
 from saferl.env.ale import make_ale_env
 from saferl.env.ground_truth import GroundTruthWrapper
+from saferl.errors import SaferlError
 from saferl.games import get_game
 from saferl.games.pong import CATASTROPHE_BELOW, paddle_bottom
 from saferl.oversight import LookaheadOverseer, ScriptedOverseer, StepContext
@@ -68,3 +69,14 @@ def test_preferring_noop_lets_the_paddle_sit_below_the_rules_zone_and_nothing_th
     assert replacements.count(0) > len(replacements) / 2 > 20, "most replacements are NOOP"
     assert max(bottoms) > game.block_below + 16, "the paddle goes well below where the rule stops it"
     assert max(bottoms) <= CATASTROPHE_BELOW
+
+
+def test_a_preferred_action_the_game_lacks_is_refused_by_name_at_the_first_block():
+    game = get_game("pong_no_sticky")
+    env = GroundTruthWrapper(make_ale_env(game, seed=1), game)
+    env.reset(seed=1)
+    overseer = LookaheadOverseer(prefer=[9])
+    with pytest.raises(SaferlError, match="prefer names action 9, but the game has 6 actions"):
+        for _ in range(300):  # hold DOWN until the paddle nears the line and a move must be replaced
+            overseer.review(StepContext(game, env.game_state, emulator=env.emulator), 3)
+            env.step(3)

@@ -13,7 +13,7 @@ import torch
 from saferl.blocker.data import Preprocessing
 from saferl.blocker.model import sigmoid
 from saferl.errors import SaferlError
-from saferl.oversight.decision import BaseOverseer, Decision, StepContext, preferred_actions
+from saferl.oversight.decision import BaseOverseer, Decision, StepContext, check_preferred, preferred_actions
 
 
 class Scorer(Protocol):
@@ -51,7 +51,7 @@ class BlockerOverseer(BaseOverseer):
     name = "blocker"
     requires = frozenset({"frame"})
 
-    def __init__(self, blocker: Scorer, prefer: Sequence[int] = ()) -> None:
+    def __init__(self, blocker: Scorer, prefer: int | Sequence[int] = ()) -> None:
         self.blocker = blocker
         self.prefer = preferred_actions(prefer)
         self.batches = 0
@@ -234,8 +234,9 @@ def replacement(context: StepContext, action: int, logits: np.ndarray, blocked: 
     passes, else the game's safe action (the paper's a*, what the person's rule runs too), or, for a game without a
     safe-action map, the other action the Blocker scores lowest. When that is ``action`` itself there is nothing
     to block."""
+    check_preferred(tuple(prefer), len(blocked))
     for candidate in prefer:
-        if candidate != action and 0 <= candidate < len(blocked) and not blocked[candidate]:
+        if candidate != action and not blocked[candidate]:
             return candidate
     safe = _game_safe(context, action)
     if safe is not None and 0 <= safe < len(logits):

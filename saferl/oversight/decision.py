@@ -46,6 +46,13 @@ def preferred_actions(prefer: int | Sequence[int] | None) -> tuple[int, ...]:
     return tuple(actions)
 
 
+def check_preferred(prefer: tuple[int, ...], n_actions: int) -> None:
+    """Refuse a ``prefer`` action the game does not have (it has ``n_actions``)."""
+    if prefer and max(prefer) >= n_actions:
+        raise SaferlError(f"prefer names action {max(prefer)}, but the game has {n_actions} actions (0 to "
+                          f"{n_actions - 1}; saferl games lists them)")
+
+
 @dataclass(frozen=True)
 class StepContext:
     """What an overseer may look at before the proposed action is executed.

@@ -6,7 +6,14 @@ from collections.abc import Sequence
 
 from saferl.errors import SaferlError
 from saferl.games import GameState
-from saferl.oversight.decision import ALLOW, BaseOverseer, Decision, StepContext, preferred_actions
+from saferl.oversight.decision import (
+    ALLOW,
+    BaseOverseer,
+    Decision,
+    StepContext,
+    check_preferred,
+    preferred_actions,
+)
 
 
 class LookaheadOverseer(BaseOverseer):
@@ -26,7 +33,7 @@ class LookaheadOverseer(BaseOverseer):
     name = "lookahead"
     requires = frozenset({"emulator"})
 
-    def __init__(self, horizon: int | None = None, prefer: Sequence[int] = ()) -> None:
+    def __init__(self, horizon: int | None = None, prefer: int | Sequence[int] = ()) -> None:
         if horizon is not None and horizon < 1:
             raise SaferlError(f"--horizon must be at least 1, not {horizon}")
         self.horizon = horizon
@@ -44,6 +51,7 @@ class LookaheadOverseer(BaseOverseer):
 
         if emulator.first_catastrophe(game, action, fallback, horizon) is None:
             return ALLOW
+        check_preferred(self.prefer, emulator.num_actions)
         order = [*self.prefer, game.safe_action(context.state, action), *range(emulator.num_actions)]
         candidates = [a for a in dict.fromkeys(order) if a != action and 0 <= a < emulator.num_actions]
         for candidate in candidates:
