@@ -58,10 +58,12 @@ def test_centred_frames_put_the_cannon_tip_in_the_middle_column_and_keep_what_is
             assert np.array_equal(out[:, column], expected)
 
 
-def test_centring_is_space_invaders_default_and_refused_for_a_game_that_does_not_say_where_its_player_is():
+def test_centring_is_the_default_where_the_game_says_where_its_player_is_and_refused_where_it_does_not():
     assert default_preprocessing("space_invaders").center == SPACE_INVADERS.player_sprite
     assert default_preprocessing("space_invaders", center=False).center is None
-    assert default_preprocessing("road_runner").center is None
+    road_runner = get_game("road_runner").player_sprite
+    assert default_preprocessing("road_runner").center == road_runner and road_runner.vertical
+    assert default_preprocessing("road_runner", center=False).center is None
     with pytest.raises(SaferlError, match="--center"):
         default_preprocessing("pong", center=True)
     result = saferl("train-blocker", "nowhere", "--game", "pong", "--center", "--out", "unused", check_rc=2)

@@ -58,18 +58,19 @@ class ModelConfig:
 
 # The paper's sizes: Pong 2 convs x 4 filters, FC [10, 10]; Space Invaders and Road Runner 6 x 16, FC [20, 20].
 _SMALL = ModelConfig(convs=2, filters=4, fc=(10, 10))
-_LARGE = ModelConfig(convs=6, filters=16, fc=(20, 20))
-# Space Invaders' rule is exact to a pixel column, which dropout 0.5 after every convolution blurs: on 8,000 labels
-# validation AUC reached 0.993 at dropout 0.1 against 0.990 at 0.5 (10 epochs, 2 folds, centred inputs).
+# Space Invaders' and Road Runner's rules are exact to a few pixels, which dropout 0.5 after every convolution blurs.
+# Space Invaders, 8,000 labels: validation AUC 0.993 at dropout 0.1 against 0.990 at 0.5 (10 epochs, 2 folds,
+# centred inputs). Road Runner, 8,000 labels of random play (8 epochs, 2 folds, centred): on fresh stores of other
+# seeds AUC 0.936 against 0.879, and FPR letting 1% / 5% of the blocks through 54% / 28% against 61% / 48%.
 _PRECISE = ModelConfig(convs=6, filters=16, fc=(20, 20), dropout=0.1)
 
 
 def default_model_config(game: str) -> ModelConfig:
     """The paper's CNN size for ``game`` (the larger one for games other than Pong), with less dropout for Space
-    Invaders."""
+    Invaders and Road Runner."""
     from saferl.games import get_game
 
-    return {"ALE/Pong-v5": _SMALL, "ALE/SpaceInvaders-v5": _PRECISE}.get(get_game(game).env_id, _LARGE)
+    return _SMALL if get_game(game).env_id == "ALE/Pong-v5" else _PRECISE
 
 
 class BlockerNet(nn.Module):

@@ -91,14 +91,15 @@ def build_parser() -> argparse.ArgumentParser:
                        help="epochs without a lower validation loss before stopping")
     train.add_argument("--batch-size", type=positive)
     train.add_argument("--learning-rate", type=float)
-    train.add_argument("--dropout", type=float, help="dropout after every hidden layer (default: the paper's 0.5)")
+    train.add_argument("--dropout", type=float,
+                       help="dropout after every hidden layer (default: the paper's 0.5 for Pong, 0.1 for the others)")
     train.add_argument("--balance", choices=("weight", "sample"),
                        help="rebalance blocks by loss weights (the paper) or by sampling")
     train.add_argument("--color", default="rgb", choices=("rgb", "gray"), help="frames as RGB (the paper) or gray")
     train.add_argument("--stack", type=positive, default=1, help="frames per input (e.g. --color gray --stack 4)")
     train.add_argument("--center", action=argparse.BooleanOptionalAction, default=None,
                        help="shift each frame so the player sits in the middle: sideways, and up or down for a "
-                            "player that moves so (Road Runner) (default: the game's preset, on for Space Invaders)")
+                            "player that moves so (Road Runner) (default: on for Space Invaders and Road Runner)")
     train.add_argument("--misses", type=natural, default=0,
                        help="out-of-fold blocks the threshold may miss, the lowest-scored (default 0: none); the "
                             "summary lists them to review, and the promised false-negative rate counts them")
