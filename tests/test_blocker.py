@@ -324,6 +324,20 @@ def test_eval_blocker_scores_only_episodes_the_blocker_never_fitted(trained, lab
     assert held_out["examples"] == held_out["labels_given"] == 600 and held_out["held_out_episodes"] == 2
 
 
+def test_train_blocker_builds_the_cnn_size_it_is_given_and_saves_it(labels, tmp_path):
+    out = tmp_path / "wide"
+    saferl("train-blocker", str(labels), "--game", "pong", "--out", str(out), "--threads", "1", "--epochs", "1",
+           "--folds", "2", "--filters", "6", "--fc", "12,7,5", "--no-progress")
+    scorer = load_scorer(out)
+    for member in scorer.members:
+        convs = [layer for layer in member.net.trunk if isinstance(layer, torch.nn.Conv2d)]
+        linears = [layer for layer in member.net.head if isinstance(layer, torch.nn.Linear)]
+        assert [conv.out_channels for conv in convs] == [6, 6]  # Pong's 2 convolutions, 6 filters each
+        assert [linear.out_features for linear in linears] == [12, 7, 5, 1]
+        assert member.model_config.dropout == 0.5  # the flags not given keep Pong's defaults
+    assert json.loads((out / "member-0" / "blocker.json").read_text())["model"]["fc"] == [12, 7, 5]
+
+
 @pytest.mark.slow
 def test_train_blocker_refuses_too_few_episodes_and_missing_labels(tmp_path):
     tiny = record_labels(tmp_path / "tiny", n_envs=1, steps=150, seed=1)

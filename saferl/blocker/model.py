@@ -46,8 +46,8 @@ class ModelConfig:
                               "dropout in [0, 1) (--dropout)")
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able data."""
-        return asdict(self)
+        """Plain JSON-able data (``fc`` a list, as JSON reads it back)."""
+        return {**asdict(self), "fc": list(self.fc)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from saferl.cli.blocker import cmd_attack_blocker, cmd_eval_blocker, cmd_replay_deferring, cmd_train_blocker, epsilons
-from saferl.cli.common import key_value, natural, positive, seed_list
+from saferl.cli.common import key_value, natural, positive, seed_list, widths
 from saferl.cli.experiment import cmd_experiment, cmd_report, cmd_sweep
 from saferl.cli.labels import cmd_labels, cmd_review
 from saferl.cli.oversee import cmd_evaluate, cmd_games, cmd_oversee
@@ -91,6 +91,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="epochs without a lower validation loss before stopping")
     train.add_argument("--batch-size", type=positive)
     train.add_argument("--learning-rate", type=float)
+    train.add_argument("--filters", type=positive,
+                       help="filters per convolution (default: the paper's, 4 for Pong and 16 for the others)")
+    train.add_argument("--fc", type=widths, metavar="W[,W...]",
+                       help="widths of the fully connected layers (default: the paper's, 10,10 for Pong and 20,20 for "
+                            "the others)")
     train.add_argument("--dropout", type=float,
                        help="dropout after every hidden layer (default: the paper's 0.5 for Pong, 0.1 for the others)")
     train.add_argument("--balance", choices=("weight", "sample"),

@@ -17,7 +17,9 @@ TRAIN_CONFIG_FLAGS = ("epochs", "batch_size", "learning_rate", "patience", "bala
 
 def cmd_train_blocker(args: argparse.Namespace) -> int:
     from saferl.blocker import ModelConfig, TrainConfig, default_model_config, default_preprocessing, fit_blocker
+    from saferl.blocker.io import ModelRecord
     from saferl.games import get_game
+    from saferl.schema import validate
 
     game = get_game(args.game)
     out = writable_dir(args.out, "--out")
@@ -25,8 +27,9 @@ def cmd_train_blocker(args: argparse.Namespace) -> int:
     config = TrainConfig(**{name: value for name, value in given.items() if value is not None},
                          progress=not args.no_progress)  # a flag not given keeps TrainConfig's default
     defaults = default_model_config(game.name)
-    dropout = defaults.dropout if args.dropout is None else args.dropout
-    model = ModelConfig(defaults.convs, defaults.filters, defaults.fc, dropout)
+    model = ModelConfig(defaults.convs, args.filters or defaults.filters, args.fc or defaults.fc,
+                        defaults.dropout if args.dropout is None else args.dropout)
+    validate(ModelRecord, model.to_dict(), "--filters / --fc", "give a size a saved Blocker may have")
     preprocessing = default_preprocessing(game.name, color=args.color, stack=args.stack, center=args.center)
     result = fit_blocker(args.labels, game.name, out, preprocessing, model, config, margin=args.margin,
                          folds=args.folds, novelty=not args.no_novelty, misses=args.misses)

@@ -39,6 +39,14 @@ def positive(text: str) -> int:
     return value
 
 
+def widths(text: str) -> tuple[int, ...]:
+    """Comma-separated layer widths (``20,20``), each a whole number >= 1."""
+    values = tuple(positive(item.strip()) for item in text.split(",") if item.strip())
+    if not values:
+        raise argparse.ArgumentTypeError(f"{text!r} names no width: give widths such as 20,20")
+    return values
+
+
 def seed_list(text: str) -> list[int]:
     """Comma-separated seeds (``1,2``), each a whole number >= 0, none twice."""
     seeds = [natural(item.strip()) for item in text.split(",") if item.strip()]
