@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from saferl.errors import SaferlError
+from saferl.schema import comma_separated
 
 
 def print_summary(title: str, summary: dict[str, Any], as_json: bool) -> None:
@@ -41,7 +42,7 @@ def positive(text: str) -> int:
 
 def widths(text: str) -> tuple[int, ...]:
     """Comma-separated layer widths (``20,20``), each a whole number >= 1."""
-    values = tuple(positive(item.strip()) for item in text.split(",") if item.strip())
+    values = tuple(positive(item) for item in comma_separated(text))
     if not values:
         raise argparse.ArgumentTypeError(f"{text!r} names no width: give widths such as 20,20")
     return values
@@ -49,7 +50,7 @@ def widths(text: str) -> tuple[int, ...]:
 
 def seed_list(text: str) -> list[int]:
     """Comma-separated seeds (``1,2``), each a whole number >= 0, none twice."""
-    seeds = [natural(item.strip()) for item in text.split(",") if item.strip()]
+    seeds = [natural(item) for item in comma_separated(text)]
     if not seeds:
         raise argparse.ArgumentTypeError(f"{text!r} names no seed: give seeds such as 1,2")
     if len(set(seeds)) != len(seeds):
